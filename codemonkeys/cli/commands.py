@@ -1,0 +1,16 @@
+"""The list of command modules, in the order their commands appear in ``--help``."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = (
+    "codemonkeys.cli.config_cmd",
+    "codemonkeys.cli.costs_cmd",
+)
+
+
+def modules() -> list[ModuleType]:
+    """Import each command module (lazily, so ``--help`` stays fast)."""
+    return [importlib.import_module(name) for name in _MODULES]

@@ -1,0 +1,127 @@
+"""Turning model strings from the config into gateways, one per stage.
+
+Limiters are shared per provider (rate limits are per account, not per stage);
+the ledger and the price table are shared by all gateways of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ..config import Config, ProviderSettings
+from ..errors import MissingCredentialsError, UnknownProviderError
+from ..store.protocols import CallLedger
+from .gateway import Gateway, Limiter, SpendGuard
+from .pricing import PriceTable
+from .spec import ModelSpec, parse_model_string
+from .types import Model
+
+STAGES = ("relevance", "ranking", "testing", "editing", "selection")
+
+# Makes a model for specs whose provider is not an SDK provider (scripted, oracle...).
+ExtraModelFactory = Callable[[ModelSpec], Model]
+
+
+def provider_settings(config: Config, provider: str) -> ProviderSettings:
+    """Settings of a provider, with defaults for one the config does not list."""
+    return config.providers.get(provider, ProviderSettings())
+
+
+def required_secrets(config: Config, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+    """Provider -> name of the environment variable holding its key, for the stages in use."""
+    needed: dict[str, str] = {}
+    for stage in stages:
+        spec = parse_model_string(getattr(config.models, stage).model)
+        settings = provider_settings(config, spec.provider)
+        if settings.api_key_env:
+            needed[spec.provider] = settings.api_key_env
+    return needed
+
+
+def resolve_secrets(config: Config, environ: Mapping[str, str], stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+    """API keys from ``environ`` (the CLI passes ``os.environ``); a missing one is a user error."""
+    keys: dict[str, str] = {}
+    for provider, variable in required_secrets(config, stages).items():
+        value = environ.get(variable, "").strip()
+        if not value:
+            raise MissingCredentialsError(
+                f"provider {provider!r} needs an API key: set {variable} "
+                f"(or change providers.{provider}.api_key_env in the config)"
+            )
+        keys[provider] = value
+    return keys
+
+
+def build_model(spec: ModelSpec, settings: ProviderSettings, api_key: str | None) -> Model:
+    """The SDK-backed model for a spec; vendor SDKs are imported only here, lazily."""
+    if spec.provider == "anthropic":
+        from .providers.anthropic import AnthropicModel
+
+        return AnthropicModel(spec, settings, api_key)
+    if spec.provider in ("openai", "openai-compatible"):
+        from .providers.openai import OpenAIModel
+
+        return OpenAIModel(spec, settings, api_key)
+    raise UnknownProviderError(f"provider {spec.provider!r} cannot be built from the config alone")
+
+
+class ModelHub:
+    """All gateways of a run, built once and shared by its stages."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: CallLedger,
+        secrets: Mapping[str, str],
+        *,
+        budget: SpendGuard | None = None,
+        extra_models: ExtraModelFactory | None = None,
+        limiter_factory: Callable[[ProviderSettings], Limiter] | None = None,
+    ) -> None:
+        self._config = config
+        self._ledger = ledger
+        self._secrets = dict(secrets)
+        self._budget = budget
+        self._extra = extra_models
+        self._prices = PriceTable(config.pricing)
+        self._limiter_factory = limiter_factory or _default_limiter
+        self._limiters: dict[str, Limiter] = {}
+        self._gateways: dict[str, Gateway] = {}
+
+    @property
+    def prices(self) -> PriceTable:
+        return self._prices
+
+    def gateway(self, stage: str) -> Gateway:
+        """The gateway of ``stage`` (one of :data:`STAGES`)."""
+        if stage not in STAGES:
+            raise UnknownProviderError(f"no model setting for stage {stage!r}")
+        if stage not in self._gateways:
+            spec = parse_model_string(getattr(self._config.models, stage).model)
+            self._gateways[stage] = self._make(spec)
+        return self._gateways[stage]
+
+    def _make(self, spec: ModelSpec) -> Gateway:
+        settings = provider_settings(self._config, spec.provider)
+        if spec.provider in ("anthropic", "openai", "openai-compatible"):
+            model = build_model(spec, settings, self._secrets.get(spec.provider))
+        elif self._extra is not None:
+            model = self._extra(spec)
+        else:
+            raise UnknownProviderError(f"model {spec.label!r} needs a factory this run does not have")
+        if spec.provider not in self._limiters:
+            self._limiters[spec.provider] = self._limiter_factory(settings)
+        return Gateway(
+            model,
+            self._ledger,
+            self._prices,
+            limiter=self._limiters[spec.provider],
+            budget=self._budget,
+            use_cache=self._config.cache.responses,
+        )
+
+
+def _default_limiter(settings: ProviderSettings) -> Limiter:
+    from .limiter import ProviderLimiter
+
+    return ProviderLimiter(settings.limits)
