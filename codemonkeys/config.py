@@ -62,6 +62,9 @@ class ProviderSettings(Section):
     max_retries: int = Field(8, ge=0)
     timeout_s: float = Field(600.0, gt=0)
     limits: ProviderLimits = ProviderLimits()
+    # Newer models (Claude Opus 4.7+, OpenAI reasoning models) reject a temperature:
+    # set false to let the provider use its default.
+    send_temperature: bool = True
 
 
 def _default_providers() -> dict[str, ProviderSettings]:
@@ -87,12 +90,25 @@ class Price(Section):
 
 
 class ContextConfig(Section):
-    """Reading every file, ranking, packing (paper section 3.1)."""
+    """Reading every file, ranking, packing (paper section 3.1).
+
+    Files are candidates when their extension is listed (an empty list takes
+    every extension), they match one of ``include_globs`` (when any are given),
+    match none of ``exclude_globs``, and (with ``exclude_test_dirs``) no
+    directory on their path, at any depth, is a test directory: one named in
+    ``test_dir_names``, except (with ``keep_library_test_dirs``) one that holds
+    no test module itself (``test_*.py``, ``*_test(s).py``, ``tests.py``,
+    ``conftest.py``), which is library code such as ``django/test`` or
+    ``sphinx/testing``. Globs are fnmatch patterns on the repo-relative path,
+    where ``*`` also crosses ``/``.
+    """
 
     extensions: list[str] = [".py"]
     include_globs: list[str] = []
     exclude_globs: list[str] = []
     exclude_test_dirs: bool = True
+    test_dir_names: list[str] = ["tests", "test", "testing"]
+    keep_library_test_dirs: bool = True
     max_file_tokens: int = Field(100_000, gt=0)
     ranking_runs: int = Field(3, gt=0)
     budget_tokens: int = Field(128_000, gt=0)
@@ -135,6 +151,10 @@ class SandboxConfig(Section):
     pool_size: int = Field(8, gt=0)
     output_limit_bytes: int = Field(200_000, gt=1000)
     command_timeout_s: float = Field(600.0, gt=0)
+    # bubblewrap only: where private copies of testbeds live (None: the system
+    # temp dir), and the unprivileged uid commands run as when started by root.
+    work_dir: Path | None = None
+    bwrap_uid: int = Field(65534, gt=0)
 
 
 class EnvironmentConfig(Section):
@@ -147,6 +167,25 @@ class EnvironmentConfig(Section):
     pyenv_root: Path | None = None
     build_timeout_s: float = Field(3600.0, gt=0)
     exclude_newer: bool = True
+    # Where repositories come from: DIR/<owner>__<repo> git mirrors, else GitHub clones in the cache.
+    mirror_dir: Path | None = None
+    # Build logs and GitHub clones; None means ~/.cache/codemonkeys.
+    cache_dir: Path | None = None
+    pull_timeout_s: float = Field(60.0, gt=0)
+    # Debian packages of the layer all environments share (compilers, libraries for source builds).
+    builder_apt_packages: list[str] = [
+        "build-essential", "pkg-config", "locales", "wget", "curl", "unzip",
+        "libfreetype-dev", "libpng-dev", "libjpeg-dev", "zlib1g-dev", "libffi-dev", "libssl-dev",
+        "libxml2-dev", "libxslt1-dev", "libyaml-dev", "libsqlite3-dev", "libbz2-dev", "liblzma-dev",
+    ]
+    # If the cut-off date makes requirements unsatisfiable, move it this many years later, in turn.
+    cutoff_ladder_years: list[int] = [1, 2, 3]
+    # Editable installs with setuptools >= 64 use a .pth path entry, as older ones did (pylint needs it).
+    editable_mode_compat: bool = True
+    # Extra environment specs: repo -> version -> fields ("*" for every version), over swebench's.
+    spec_overrides: dict[str, dict[str, dict[str, Any]]] = {}
+    spec_files: list[Path] = []
+    test_timeout_s: float = Field(1800.0, gt=0)
 
 
 class BudgetConfig(Section):
@@ -290,6 +329,10 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     if not isinstance(data.get("pricing", {}), dict):
         raise ConfigError(f"pricing: must be a mapping of model name to prices (in {label})")
     data["pricing"] = {**default_pricing(), **data.get("pricing", {})}
+    if isinstance(data.get("providers", {}), dict):
+        # Like pricing: listing one provider (or overriding one key) keeps the others' defaults.
+        defaults = {name: s.model_dump(exclude_unset=True) for name, s in _default_providers().items()}
+        data["providers"] = _deep_merge(defaults, data.get("providers", {}))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

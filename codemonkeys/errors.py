@@ -72,6 +72,10 @@ class SandboxError(InfraError):
     """A sandbox could not be started, reached or cleaned up."""
 
 
+class SandboxFileNotFoundError(SandboxError):
+    """A file read from a sandbox does not exist there."""
+
+
 class BuildError(InfraError):
     """An environment image could not be built or pulled."""
 

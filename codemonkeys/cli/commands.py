@@ -8,6 +8,7 @@ from types import ModuleType
 _MODULES = (
     "codemonkeys.cli.config_cmd",
     "codemonkeys.cli.costs_cmd",
+    "codemonkeys.cli.context_cmd",
 )
 
 

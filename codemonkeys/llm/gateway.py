@@ -25,9 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class Limiter(Protocol):
-    """Client-side rate limits of one provider (in flight, requests and tokens per minute)."""
+    """Client-side rate limits of one provider (in flight, requests and tokens per minute).
 
-    def slot(self, tokens: int) -> AbstractAsyncContextManager[None]: ...
+    ``slot(tokens)`` is entered around one call with the estimated tokens; it may
+    yield an object with ``settle(actual_tokens)``, which the gateway calls with
+    the real usage so the limiter can free what the estimate over-reserved.
+    """
+
+    def slot(self, tokens: int) -> AbstractAsyncContextManager[object]: ...
 
 
 class SpendGuard(Protocol):
@@ -98,8 +103,12 @@ class Gateway:
         slot = self._limiter.slot(prompt_tokens + request.max_tokens) if self._limiter else nullcontext()
         start = self._clock()
         try:
-            async with slot:
+            async with slot as permit:
                 response = await self.model.complete(request)
+                settle = getattr(permit, "settle", None)
+                if settle is not None:
+                    usage = response.usage
+                    settle(usage.prompt_tokens + usage.output_tokens)
         except BaseException as exc:
             latency = self._clock() - start
             if reservation is not None and self._budget is not None:

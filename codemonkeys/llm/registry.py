@@ -18,8 +18,12 @@ from .types import Model
 
 STAGES = ("relevance", "ranking", "testing", "editing", "selection")
 
-# Makes a model for specs whose provider is not an SDK provider (scripted, oracle...).
-ExtraModelFactory = Callable[[ModelSpec], Model]
+# Makes a model for specs whose provider is not an SDK provider (scripted, oracle...),
+# given the stage and instance it answers for: an oracle answers from one instance's
+# gold patch, so it is built per (stage, instance).
+ExtraModelFactory = Callable[[ModelSpec, str, str | None], Model]
+
+_SDK_PROVIDERS = ("anthropic", "openai", "openai-compatible")
 
 
 def provider_settings(config: Config, provider: str) -> ProviderSettings:
@@ -86,27 +90,36 @@ class ModelHub:
         self._prices = PriceTable(config.pricing)
         self._limiter_factory = limiter_factory or _default_limiter
         self._limiters: dict[str, Limiter] = {}
-        self._gateways: dict[str, Gateway] = {}
+        self._gateways: dict[tuple[str, str | None], Gateway] = {}
 
     @property
     def prices(self) -> PriceTable:
         return self._prices
 
-    def gateway(self, stage: str) -> Gateway:
-        """The gateway of ``stage`` (one of :data:`STAGES`)."""
+    def spec(self, stage: str) -> ModelSpec:
+        """The parsed model string configured for ``stage``."""
         if stage not in STAGES:
             raise UnknownProviderError(f"no model setting for stage {stage!r}")
-        if stage not in self._gateways:
-            spec = parse_model_string(getattr(self._config.models, stage).model)
-            self._gateways[stage] = self._make(spec)
-        return self._gateways[stage]
+        return parse_model_string(getattr(self._config.models, stage).model)
 
-    def _make(self, spec: ModelSpec) -> Gateway:
+    def gateway(self, stage: str, instance_id: str | None = None) -> Gateway:
+        """The gateway of ``stage`` (one of :data:`STAGES`), for ``instance_id`` when the model needs it.
+
+        SDK-backed gateways are shared by all instances; offline doubles are
+        made per instance.
+        """
+        spec = self.spec(stage)
+        key = (stage, None if spec.provider in _SDK_PROVIDERS else instance_id)
+        if key not in self._gateways:
+            self._gateways[key] = self._make(spec, stage, instance_id)
+        return self._gateways[key]
+
+    def _make(self, spec: ModelSpec, stage: str, instance_id: str | None) -> Gateway:
         settings = provider_settings(self._config, spec.provider)
-        if spec.provider in ("anthropic", "openai", "openai-compatible"):
+        if spec.provider in _SDK_PROVIDERS:
             model = build_model(spec, settings, self._secrets.get(spec.provider))
         elif self._extra is not None:
-            model = self._extra(spec)
+            model = self._extra(spec, stage, instance_id)
         else:
             raise UnknownProviderError(f"model {spec.label!r} needs a factory this run does not have")
         if spec.provider not in self._limiters:
@@ -119,6 +132,13 @@ class ModelHub:
             budget=self._budget,
             use_cache=self._config.cache.responses,
         )
+
+    async def aclose(self) -> None:
+        """Close the SDK clients' connection pools; call once, before the run's event loop ends."""
+        for gateway in self._gateways.values():
+            close = getattr(gateway.model, "aclose", None)
+            if close is not None:
+                await close()
 
 
 def _default_limiter(settings: ProviderSettings) -> Limiter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "assistant"]
@@ -43,7 +43,18 @@ class ChatRequest:
 
     def key(self, model: str) -> str:
         """Stable hash of the request for ``model``: the response-cache key."""
-        payload = {"model": model, **asdict(self)}
+        # Built by hand: the same JSON as ``{"model": model, **asdict(self)}``, at a third of the cost
+        # (this runs on every call).
+        payload = {
+            "model": model,
+            "messages": [{"role": m.role, "content": m.content, "cache": m.cache} for m in self.messages],
+            "system": self.system,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "stop": self.stop,
+            "sample": self.sample,
+            "system_cache": self.system_cache,
+        }
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -92,8 +103,19 @@ class ChatResponse:
     cached: bool = False
 
     def to_json(self) -> str:
+        usage = self.usage
         return json.dumps(
-            {"text": self.text, "usage": asdict(self.usage), "stop_reason": self.stop_reason, "model": self.model}
+            {
+                "text": self.text,
+                "usage": {
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "cache_read_tokens": usage.cache_read_tokens,
+                    "cache_write_tokens": usage.cache_write_tokens,
+                },
+                "stop_reason": self.stop_reason,
+                "model": self.model,
+            }
         )
 
     @classmethod
@@ -131,3 +153,12 @@ class Model(Protocol):
         ...
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+
+class ChatService(Protocol):
+    """What stage code calls: a model behind the gateway's books (see ``Gateway``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def complete(self, request: ChatRequest, tag: CallTag) -> ChatResponse: ...

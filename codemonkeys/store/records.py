@@ -94,3 +94,25 @@ class TestExecution:
     output: str
     duration_s: float
     timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContextDecision:
+    """One file's relevance decision for one instance, keyed by content, model and prompt version.
+
+    ``status`` is ``scored`` (then ``relevant`` is set), ``parse_failure`` (the
+    model's answers could not be read: never taken as "not relevant") or
+    ``error`` (infrastructure; retried by a rerun). ``detail`` holds the error
+    or the unreadable answer.
+    """
+
+    instance_id: str
+    path: str
+    content_hash: str
+    model: str
+    prompt_version: str
+    status: str
+    relevant: bool | None = None
+    summary: str | None = None
+    tokens: int | None = None
+    detail: str | None = None

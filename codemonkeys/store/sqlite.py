@@ -11,13 +11,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .records import CallRecord, LedgerRow, TestExecution, TrajectoryRecord, TurnRecord
+from .records import CallRecord, ContextDecision, LedgerRow, TestExecution, TrajectoryRecord, TurnRecord
 
 DB_NAME = "run.sqlite"
 SCHEMA_VERSION = 1
@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS context_decisions (
     detail TEXT,
     updated_at REAL NOT NULL,
     PRIMARY KEY (instance_id, path, content_hash, model, prompt_version)
+);
+CREATE TABLE IF NOT EXISTS token_counts (
+    tokenizer TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (tokenizer, blob)
 );
 CREATE TABLE IF NOT EXISTS stage_results (
     instance_id TEXT NOT NULL,
@@ -349,6 +355,79 @@ class RunStore:
     def total_cost(self, **where: str | None) -> float:
         rows = self.ledger(group_by=(), **where)
         return rows[0].cost_usd if rows else 0.0
+
+    # --- context stage: relevance decisions and token counts ---------------------
+
+    def put_context_decision(self, decision: ContextDecision) -> None:
+        """Record one file's relevance decision (replaces an earlier one for the same key)."""
+        self._write(
+            "INSERT OR REPLACE INTO context_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                decision.instance_id,
+                decision.path,
+                decision.content_hash,
+                decision.model,
+                decision.prompt_version,
+                decision.status,
+                None if decision.relevant is None else int(decision.relevant),
+                decision.summary,
+                decision.tokens,
+                decision.detail,
+                time.time(),
+            ),
+        )
+
+    def context_decisions(
+        self, instance_id: str, model: str | None = None, prompt_version: str | None = None
+    ) -> list[ContextDecision]:
+        """Decisions recorded for an instance, optionally for one model and prompt version."""
+        sql = "SELECT * FROM context_decisions WHERE instance_id=?"
+        params: list[Any] = [instance_id]
+        if model is not None:
+            sql += " AND model=?"
+            params.append(model)
+        if prompt_version is not None:
+            sql += " AND prompt_version=?"
+            params.append(prompt_version)
+        rows = self._query(sql + " ORDER BY path", params)
+        return [
+            ContextDecision(
+                instance_id=row["instance_id"],
+                path=row["path"],
+                content_hash=row["content_hash"],
+                model=row["model"],
+                prompt_version=row["prompt_version"],
+                status=row["status"],
+                relevant=None if row["relevant"] is None else bool(row["relevant"]),
+                summary=row["summary"],
+                tokens=row["tokens"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+
+    def token_counts(self, tokenizer: str, blobs: Sequence[str]) -> dict[str, int]:
+        """Cached token counts of git blobs (by sha) under ``tokenizer``; misses are absent."""
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(blobs))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT blob, tokens FROM token_counts WHERE tokenizer=? AND blob IN ({marks})", [tokenizer, *chunk]
+            )
+            found.update((row["blob"], row["tokens"]) for row in rows)
+        return found
+
+    def put_token_counts(self, tokenizer: str, counts: Mapping[str, int]) -> None:
+        """Remember token counts of git blobs, so unchanged files are tokenized once per run."""
+        if not counts:
+            return
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO token_counts VALUES (?, ?, ?)",
+                [(tokenizer, blob, tokens) for blob, tokens in counts.items()],
+            )
 
     # --- generic per-stage results ----------------------------------------------
 

@@ -1,0 +1,127 @@
+"""Hard budgets, enforced live before each call starts.
+
+A call may start only if what has been spent, plus the worst case of every call
+in flight, plus its own worst case, still fits each limit that applies to it
+(run total, its instance, its stage's share). Spending can therefore pass a
+limit only by what calls already in flight turn out to cost below their worst
+case, i.e. never past the limit itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .config import BudgetConfig
+from .errors import BudgetExceeded
+from .llm.types import CallTag
+from .store.records import LedgerRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Reservation:
+    tag: CallTag
+    amount: float
+
+
+@dataclass
+class BudgetGuard:
+    """Implements :class:`~codemonkeys.llm.gateway.SpendGuard` for one run."""
+
+    config: BudgetConfig
+    spent_total: float = 0.0
+    spent_by_instance: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    spent_by_stage: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _reserved_total: float = 0.0
+    _reserved_by_instance: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _reserved_by_stage: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _unpriced_warned: bool = False
+
+    @classmethod
+    def from_ledger(cls, config: BudgetConfig, rows: list[LedgerRow]) -> BudgetGuard:
+        """Start from what earlier attempts of the run already spent (rows grouped by instance_id, stage)."""
+        guard = cls(config)
+        for row in rows:
+            instance_id, stage = row.group
+            guard.spent_total += row.cost_usd
+            if instance_id is not None:
+                guard.spent_by_instance[instance_id] += row.cost_usd
+            if stage is not None:
+                guard.spent_by_stage[stage] += row.cost_usd
+        return guard
+
+    def stage_limit(self, stage: str) -> float | None:
+        share = self.config.stage_shares.get(stage)
+        if share is None or self.config.total_usd is None:
+            return None
+        return self.config.total_usd * share
+
+    def _check(self, label: str, limit: float | None, spent: float, reserved: float, amount: float) -> None:
+        if limit is not None and spent + reserved + amount > limit + 1e-12:
+            raise BudgetExceeded(
+                f"{label} budget ${limit:.2f} would be passed: spent ${spent:.4f}, "
+                f"in flight up to ${reserved:.4f}, this call up to ${amount:.4f}"
+            )
+
+    def reserve(self, tag: CallTag, worst_case_usd: float | None) -> object:
+        """Hold the worst case of a call, or raise :class:`BudgetExceeded`."""
+        if worst_case_usd is None:
+            if not self._unpriced_warned and (self.config.total_usd or self.config.per_instance_usd):
+                log.warning("a model without a price is in use: its calls cannot be held to the budget")
+                self._unpriced_warned = True
+            worst_case_usd = 0.0
+        with self._lock:
+            self._check("run", self.config.total_usd, self.spent_total, self._reserved_total, worst_case_usd)
+            if tag.instance_id is not None:
+                self._check(
+                    f"instance {tag.instance_id}",
+                    self.config.per_instance_usd,
+                    self.spent_by_instance[tag.instance_id],
+                    self._reserved_by_instance[tag.instance_id],
+                    worst_case_usd,
+                )
+            self._check(
+                f"stage {tag.stage}",
+                self.stage_limit(tag.stage),
+                self.spent_by_stage[tag.stage],
+                self._reserved_by_stage[tag.stage],
+                worst_case_usd,
+            )
+            self._reserved_total += worst_case_usd
+            self._reserved_by_stage[tag.stage] += worst_case_usd
+            if tag.instance_id is not None:
+                self._reserved_by_instance[tag.instance_id] += worst_case_usd
+        return _Reservation(tag, worst_case_usd)
+
+    def settle(self, reservation: object, actual_usd: float | None) -> None:
+        """Release a reservation and book what the call actually cost."""
+        assert isinstance(reservation, _Reservation)
+        tag, amount = reservation.tag, reservation.amount
+        actual = actual_usd or 0.0
+        with self._lock:
+            self._reserved_total -= amount
+            self._reserved_by_stage[tag.stage] -= amount
+            self.spent_total += actual
+            self.spent_by_stage[tag.stage] += actual
+            if tag.instance_id is not None:
+                self._reserved_by_instance[tag.instance_id] -= amount
+                self.spent_by_instance[tag.instance_id] += actual
+
+    def remaining(self, instance_id: str | None = None) -> float | None:
+        """What is left to spend overall (and for ``instance_id``), ``None`` when unlimited."""
+        limits = []
+        with self._lock:
+            if self.config.total_usd is not None:
+                limits.append(self.config.total_usd - self.spent_total - self._reserved_total)
+            if instance_id is not None and self.config.per_instance_usd is not None:
+                limits.append(
+                    self.config.per_instance_usd
+                    - self.spent_by_instance[instance_id]
+                    - self._reserved_by_instance[instance_id]
+                )
+        return max(0.0, min(limits)) if limits else None

@@ -1,0 +1,109 @@
+"""Running one reproduction test on one patch, cached so no cell runs twice.
+
+Every run of a model-written test, in generation and in selection, goes
+through :class:`TestRunner`. A cell is keyed by (environment key, patch hash,
+test hash, attempt): the same test on the same code in the same environment
+gives the same exit code, so reruns, re-selections and ablations read it from
+the store instead of executing it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Protocol
+
+from ..edits import patch_hash
+from ..errors import EditApplyError
+from ..sandbox.base import TESTBED
+from ..store.records import TestExecution
+from .pool import SandboxPool
+
+# At the repository root, so ``sys.path[0]`` is the repo as for a script run from there;
+# the name does not match pytest's test-file patterns.
+TEST_FILE = f"{TESTBED}/codemonkeys_repro.py"
+ORIGINAL = "original"
+
+
+class ExecutionCache(Protocol):
+    """The part of the store the runner uses."""
+
+    def get_execution(self, env_key: str, patch_hash: str, test_hash: str, attempt: int = 0) -> TestExecution | None: ...
+
+    def put_execution(self, execution: TestExecution) -> None: ...
+
+
+def test_hash(script: str) -> str:
+    return hashlib.sha256(script.encode("utf-8")).hexdigest()
+
+
+def patch_key(patch: str) -> str:
+    """Cache key of the code a test runs on: the normalized patch, or ``original``."""
+    return patch_hash(patch) if patch.strip() else ORIGINAL
+
+
+class TestRunner:
+    """Runs test scripts on patches of one environment, through a sandbox pool and a cache."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, pool: SandboxPool, cache: ExecutionCache, *, timeout_s: float) -> None:
+        self._pool = pool
+        self._cache = cache
+        self._timeout_s = timeout_s
+        self._inflight: dict[tuple[str, str, int], asyncio.Future[TestExecution]] = {}
+        self.executed = 0
+
+    @property
+    def env_key(self) -> str:
+        return self._pool.env.key
+
+    def cached(self, patch: str, script: str, attempt: int = 0) -> TestExecution | None:
+        return self._cache.get_execution(self.env_key, patch_key(patch), test_hash(script), attempt)
+
+    async def run(self, patch: str, script: str, *, attempt: int = 0) -> TestExecution:
+        """Exit code and output of ``script`` on the base commit with ``patch`` applied.
+
+        A patch that does not apply is a result (exit code ``None``, the reason
+        in the output), cached like any other: the candidate is broken, not the
+        machinery.
+        """
+        hit = self.cached(patch, script, attempt)
+        if hit is not None:
+            return hit
+        # The same cell asked for twice at once (two trajectories, same test) runs once.
+        key = (patch_key(patch), test_hash(script), attempt)
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(self._execute(patch, script, attempt))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _execute(self, patch: str, script: str, attempt: int) -> TestExecution:
+        start = time.perf_counter()
+        async with self._pool.acquire() as sandbox:
+            try:
+                if patch.strip():
+                    await sandbox.apply_patch(patch)
+            except EditApplyError as exc:
+                execution = TestExecution(
+                    self.env_key, patch_key(patch), test_hash(script), attempt,
+                    exit_code=None, output=f"the patch does not apply: {exc}",
+                    duration_s=time.perf_counter() - start,
+                )
+            else:
+                await sandbox.write_file(TEST_FILE, script)
+                result = await sandbox.exec(
+                    [self._pool.env.python, TEST_FILE], workdir=TESTBED, timeout_s=self._timeout_s
+                )
+                execution = TestExecution(
+                    self.env_key, patch_key(patch), test_hash(script), attempt,
+                    exit_code=result.exit_code, output=result.output,
+                    duration_s=result.duration_s, timed_out=result.timed_out,
+                )
+        self.executed += 1
+        self._cache.put_execution(execution)
+        return execution

@@ -1,0 +1,164 @@
+"""Generation for one instance: N testing-then-editing trajectories in parallel.
+
+Trajectory ``i`` writes a reproduction test, then edits the code with that
+test. The N pipelines run concurrently; within each phase, trajectory 0's
+first call goes alone so the shared prompt prefix is in the provider's cache
+before the other N-1 read it. Each trajectory is a failure boundary: its
+failure is recorded with its kind and the others go on. A rerun resumes
+unfinished trajectories and retries those that failed for infrastructure
+reasons; model failures stay as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from ..edits import normalize_patch, patch_hash
+from ..errors import FailureKind, failure_kind
+from .state import TrajectoryState, TrajectoryStore, load, save
+from .trajectory import TrajectoryDeps, draft_diff, run_editing, run_testing
+
+log = logging.getLogger(__name__)
+
+SOURCE = "generation"
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """One file of the packed context, shown in full to the editing model."""
+
+    path: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationInputs:
+    instance_id: str
+    issue: str
+    files: Sequence[ContextFile] = ()
+
+
+@dataclass(frozen=True)
+class GeneratedCandidate:
+    """A trajectory's final edit with the test it was developed against."""
+
+    candidate_id: str
+    instance_id: str
+    index: int
+    patch: str
+    test: str
+    status: str
+
+
+@dataclass
+class GenerationResult:
+    candidates: list[GeneratedCandidate] = field(default_factory=list)
+    tests: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class CandidateSink(Protocol):
+    """Where finished candidates go (the store)."""
+
+    def add_candidate(
+        self, candidate_id: str, instance_id: str, source: str, patch: str, patch_hash: str, data: dict[str, object]
+    ) -> None: ...
+
+
+_RETRIED = {str(FailureKind.INFRA), str(FailureKind.BUDGET)}
+
+
+def _resume(saved: TrajectoryState | None, fresh: TrajectoryState) -> TrajectoryState:
+    """The state to continue from: a new one, the saved one, or the saved one reopened after an infra failure."""
+    if saved is None:
+        return fresh
+    if saved.status == "failed" and saved.failure_kind in _RETRIED:
+        return saved.model_copy(update={"status": "running", "failure_kind": None, "failure": None})
+    return saved
+
+
+async def _guarded(deps: TrajectoryDeps, state: TrajectoryState, phase) -> TrajectoryState:  # type: ignore[no-untyped-def]
+    """Run one phase; any failure is recorded on the trajectory, never raised."""
+    if state.finished:
+        return state
+    try:
+        return await phase(deps, state)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the trajectory boundary
+        kind = failure_kind(exc)
+        log.warning("%s failed (%s): %s", state.trajectory_id, kind, exc)
+        state.status = "failed"
+        state.failure_kind = str(kind)
+        state.failure = f"{type(exc).__name__}: {exc}"[:2000]
+        save(deps.store, state, {"action": "failed", "kind": str(kind)})
+        return state
+    finally:
+        if deps.warm is not None and state.index == 0:
+            deps.warm.set()  # never leave the others waiting for a failed warm-up
+
+
+async def run_pipeline(
+    testing: TrajectoryDeps, editing: TrajectoryDeps, inputs: GenerationInputs, index: int
+) -> TrajectoryState:
+    """Trajectory ``index``: its test first, then its edit."""
+    store: TrajectoryStore = testing.store
+    system = testing.prompt.render("testing_system", issue=inputs.issue)
+    fresh = TrajectoryState(instance_id=inputs.instance_id, kind="testing", index=index, system=system)
+    test_state = await _guarded(testing, _resume(load(store, inputs.instance_id, "testing", index), fresh), run_testing)
+    if editing.warm is not None and index == 0 and test_state.status == "failed":
+        editing.warm.set()
+    if test_state.status == "failed" or test_state.test is None:
+        return test_state
+    system = editing.prompt.render("editing_system", issue=inputs.issue, files=list(inputs.files))
+    fresh = TrajectoryState(
+        instance_id=inputs.instance_id, kind="editing", index=index, system=system, test=test_state.test
+    )
+    return await _guarded(editing, _resume(load(store, inputs.instance_id, "editing", index), fresh), run_editing)
+
+
+def candidate_id(instance_id: str, index: int) -> str:
+    return f"{instance_id}/{SOURCE}/{index}"
+
+
+async def generate(
+    testing: TrajectoryDeps,
+    editing: TrajectoryDeps,
+    sink: CandidateSink,
+    inputs: GenerationInputs,
+    trajectories: int,
+) -> GenerationResult:
+    """Run ``trajectories`` pipelines for one instance and record their candidates."""
+    testing = replace(testing, warm=asyncio.Event() if testing.config.warm_cache_first else None)
+    editing = replace(editing, warm=asyncio.Event() if editing.config.warm_cache_first else None)
+    states = await asyncio.gather(*(run_pipeline(testing, editing, inputs, i) for i in range(trajectories)))
+    result = GenerationResult()
+    for state in states:
+        if state.test is not None:
+            result.tests.append(state.test)
+        if state.status == "failed":
+            result.failures[state.trajectory_id] = f"{state.failure_kind}: {state.failure}"
+            continue
+        if state.kind != "editing":
+            continue
+        patch = normalize_patch(draft_diff(state)) if state.draft else ""
+        if not patch.strip():
+            result.failures[state.trajectory_id] = "model: the trajectory ended without a change to the code"
+            continue
+        candidate = GeneratedCandidate(
+            candidate_id(inputs.instance_id, state.index), inputs.instance_id, state.index, patch, state.test or "", state.status
+        )
+        sink.add_candidate(
+            candidate.candidate_id,
+            candidate.instance_id,
+            SOURCE,
+            patch,
+            patch_hash(patch),
+            {"trajectory": state.trajectory_id, "status": state.status, "test": candidate.test},
+        )
+        result.candidates.append(candidate)
+    return result
