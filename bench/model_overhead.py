@@ -84,7 +84,9 @@ async def raw_sdk(url: str, calls: int, concurrency: int, run: str) -> Measure:
 
 
 async def our_layer(url: str, calls: int, concurrency: int, run: str, store_dir: Path) -> Measure:
-    limits = ProviderLimits(max_in_flight=concurrency, requests_per_minute=10**7, tokens_per_minute=10**10)
+    limits = ProviderLimits(
+        max_in_flight=concurrency, requests_per_minute=10**7, tokens_per_minute=10**10
+    )
     settings = ProviderSettings(limits=limits)
     model = OpenAIModel(parse_model_string(f"openai-compatible:{MODEL}@{url}/v1"), settings, None)
     store = RunStore.open(store_dir)
@@ -93,7 +95,9 @@ async def our_layer(url: str, calls: int, concurrency: int, run: str, store_dir:
     tag = CallTag(stage="bench", instance_id="bench__instance-1")
 
     async def one(index: int) -> object:
-        request = ChatRequest(messages=(Message("user", prompt(run, index)),), max_tokens=MAX_TOKENS)
+        request = ChatRequest(
+            messages=(Message("user", prompt(run, index)),), max_tokens=MAX_TOKENS
+        )
         return await gateway.complete(request, tag)
 
     try:
@@ -121,12 +125,24 @@ async def bench(url: str, args: argparse.Namespace) -> list[tuple[int, Measure, 
 
 
 def _median(measures: list[Measure]) -> Measure:
-    return Measure(statistics.median(m.wall_s for m in measures), statistics.median(m.cpu_s for m in measures))
+    return Measure(
+        statistics.median(m.wall_s for m in measures), statistics.median(m.cpu_s for m in measures)
+    )
 
 
 def report(results: list[tuple[int, Measure, Measure]], args: argparse.Namespace) -> Table:
-    table = Table(title=f"{args.calls} calls, {args.latency * 1000:.0f} ms simulated latency, median of {args.repeat}")
-    for column in ("concurrency", "path", "wall s", "x ideal", "CPU ms/call", "ours/raw wall", "ours/raw CPU"):
+    table = Table(
+        title=f"{args.calls} calls, {args.latency * 1000:.0f} ms simulated latency, median of {args.repeat}"
+    )
+    for column in (
+        "concurrency",
+        "path",
+        "wall s",
+        "x ideal",
+        "CPU ms/call",
+        "ours/raw wall",
+        "ours/raw CPU",
+    ):
         table.add_column(column, justify="right")
     for concurrency, raw, ours in results:
         ideal = args.calls * args.latency / concurrency

@@ -136,6 +136,11 @@ class SelectionConfig(Section):
     max_turns: int = Field(8, gt=0)
     flaky_reruns: int = Field(0, ge=0)
     test_timeout_s: float = Field(100.0, gt=0)
+    # What the selection model sees of a test run (cut in the middle) and of each edited file.
+    output_limit_chars: int = Field(10_000, gt=100)
+    file_limit_chars: int = Field(200_000, gt=100)
+    # Ensembles: testing trajectories run for an instance that has no tests yet.
+    generated_tests: int = Field(10, gt=0)
 
 
 # --- infrastructure ---------------------------------------------------------
@@ -180,6 +185,9 @@ class EnvironmentConfig(Section):
     ]
     # If the cut-off date makes requirements unsatisfiable, move it this many years later, in turn.
     cutoff_ladder_years: list[int] = [1, 2, 3]
+    # Caps on what isolated builds (pip's and uv's) may install: the newest setuptools
+    # lacks pkg_resources, which old setup.py files import.
+    build_constraints: list[str] = ["setuptools<82"]
     # Editable installs with setuptools >= 64 use a .pth path entry, as older ones did (pylint needs it).
     editable_mode_compat: bool = True
     # Extra environment specs: repo -> version -> fields ("*" for every version), over swebench's.

@@ -45,7 +45,9 @@ def _is_local(address: Any) -> bool:
 def _guarded(original: Any) -> Any:
     def connect(self: socket.socket, address: Any) -> Any:
         if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
-            raise NetworkBlockedError(f"tests may only connect to loopback addresses, not {address!r}")
+            raise NetworkBlockedError(
+                f"tests may only connect to loopback addresses, not {address!r}"
+            )
         return original(self, address)
 
     connect.__guarded__ = True  # type: ignore[attr-defined]

@@ -32,14 +32,20 @@ def claude(server: FakeLLMServer, name: str = "claude-test", retries: int = 2) -
 
 def conversation(document: str, question: str) -> ChatRequest:
     return ChatRequest(
-        messages=(Message("user", document, cache=True), Message("assistant", "Read it."), Message("user", question)),
+        messages=(
+            Message("user", document, cache=True),
+            Message("assistant", "Read it."),
+            Message("user", question),
+        ),
         system="You fix bugs. " * 30,
         system_cache=True,
         max_tokens=256,
     )
 
 
-async def test_cost_of_cache_writes_and_reads(fake_llm_server: FakeLLMServer, run_store: RunStore) -> None:
+async def test_cost_of_cache_writes_and_reads(
+    fake_llm_server: FakeLLMServer, run_store: RunStore
+) -> None:
     model = claude(fake_llm_server)
     gateway = Gateway(model, run_store, PriceTable({"claude-test": SONNET_LIKE}))
     document = "def parse(line):\n    return line.split(',')\n" * 60
@@ -47,13 +53,23 @@ async def test_cost_of_cache_writes_and_reads(fake_llm_server: FakeLLMServer, ru
     second = await gateway.complete(conversation(document, "And the fix?"), TAG)
     await model.aclose()
     assert first.usage.cache_write_tokens > 0 and first.usage.cache_read_tokens == 0
-    assert second.usage.cache_read_tokens == first.usage.cache_write_tokens and second.usage.cache_write_tokens == 0
+    assert (
+        second.usage.cache_read_tokens == first.usage.cache_write_tokens
+        and second.usage.cache_write_tokens == 0
+    )
 
     def by_hand(u: Any) -> float:
-        return (u.input_tokens * 3.0 + u.output_tokens * 15.0 + u.cache_read_tokens * 0.30 + u.cache_write_tokens * 3.75) / 1e6
+        return (
+            u.input_tokens * 3.0
+            + u.output_tokens * 15.0
+            + u.cache_read_tokens * 0.30
+            + u.cache_write_tokens * 3.75
+        ) / 1e6
 
     calls = run_store.calls(stage="editing")
-    assert [c.cost_usd for c in calls] == pytest.approx([by_hand(first.usage), by_hand(second.usage)])
+    assert [c.cost_usd for c in calls] == pytest.approx(
+        [by_hand(first.usage), by_hand(second.usage)]
+    )
     assert [(c.cache_read_tokens, c.cache_write_tokens) for c in calls] == [
         (0, first.usage.cache_write_tokens),
         (second.usage.cache_read_tokens, 0),
@@ -65,7 +81,9 @@ async def test_cost_of_cache_writes_and_reads(fake_llm_server: FakeLLMServer, ru
     assert run_store.total_cost(instance_id="astropy__astropy-12907") == pytest.approx(row.cost_usd)
 
 
-async def test_cache_prices_default_to_the_input_price(fake_llm_server: FakeLLMServer, run_store: RunStore) -> None:
+async def test_cache_prices_default_to_the_input_price(
+    fake_llm_server: FakeLLMServer, run_store: RunStore
+) -> None:
     model = claude(fake_llm_server)
     gateway = Gateway(model, run_store, PriceTable({"claude-test": Price(input=2.0, output=10.0)}))
     document = "x = 1\n" * 200
@@ -73,7 +91,9 @@ async def test_cache_prices_default_to_the_input_price(fake_llm_server: FakeLLMS
     response = await gateway.complete(conversation(document, "b"), TAG)
     await model.aclose()
     u = response.usage
-    expected = ((u.input_tokens + u.cache_read_tokens + u.cache_write_tokens) * 2.0 + u.output_tokens * 10.0) / 1e6
+    expected = (
+        (u.input_tokens + u.cache_read_tokens + u.cache_write_tokens) * 2.0 + u.output_tokens * 10.0
+    ) / 1e6
     assert run_store.calls()[-1].cost_usd == pytest.approx(expected)
 
 
@@ -112,10 +132,15 @@ async def test_cache_can_be_turned_off(fake_llm_server: FakeLLMServer, run_store
     await gateway.complete(request, TAG)
     await gateway.complete(request, TAG)
     await model.aclose()
-    assert fake_llm_server.request_count == 2 and run_store.cached_response(request.key(model.name)) is None
+    assert (
+        fake_llm_server.request_count == 2
+        and run_store.cached_response(request.key(model.name)) is None
+    )
 
 
-async def test_unknown_model_cost_is_unknown_not_zero(fake_llm_server: FakeLLMServer, run_store: RunStore) -> None:
+async def test_unknown_model_cost_is_unknown_not_zero(
+    fake_llm_server: FakeLLMServer, run_store: RunStore
+) -> None:
     spec = parse_model_string(f"openai-compatible:my-finetune@{fake_llm_server.openai_base_url}")
     model = OpenAIModel(spec, ProviderSettings(), None)
     gateway = Gateway(model, run_store, PriceTable({"claude-test": SONNET_LIKE}))
@@ -127,7 +152,9 @@ async def test_unknown_model_cost_is_unknown_not_zero(fake_llm_server: FakeLLMSe
     assert row.unpriced_calls == 1 and row.group == (spec.label,)
 
 
-async def test_failed_call_is_recorded_and_not_cached(fake_llm_server: FakeLLMServer, run_store: RunStore) -> None:
+async def test_failed_call_is_recorded_and_not_cached(
+    fake_llm_server: FakeLLMServer, run_store: RunStore
+) -> None:
     model = claude(fake_llm_server, retries=1)
     gateway = Gateway(model, run_store, PriceTable({"claude-test": SONNET_LIKE}))
     request = conversation("doc", "q")
@@ -153,7 +180,9 @@ async def test_unexpected_exceptions_become_provider_errors(run_store: RunStore)
             raise ValueError("socket fell over")
 
     with pytest.raises(ProviderError, match="ValueError: socket fell over"):
-        await Gateway(Broken(), run_store, PriceTable({})).complete(ChatRequest((Message("user", "x"),)), TAG)
+        await Gateway(Broken(), run_store, PriceTable({})).complete(
+            ChatRequest((Message("user", "x"),)), TAG
+        )
     assert run_store.calls()[0].error_kind == "infra"
 
 
@@ -179,7 +208,9 @@ class RecordingLimiter:
         return scope()
 
 
-async def test_limiter_gets_the_estimate_then_the_real_usage(fake_llm_server: FakeLLMServer, run_store: RunStore) -> None:
+async def test_limiter_gets_the_estimate_then_the_real_usage(
+    fake_llm_server: FakeLLMServer, run_store: RunStore
+) -> None:
     model = claude(fake_llm_server)
     limiter = RecordingLimiter()
     gateway = Gateway(model, run_store, PriceTable({}), limiter=limiter)
@@ -205,17 +236,28 @@ def test_request_key_depends_on_every_field_and_the_model() -> None:
         "sample": 3,
         "system_cache": True,
     }
-    assert set(variants) == {f.name for f in dataclasses.fields(ChatRequest)}, "a new field must change the key"
-    keys = {base.key("m")} | {dataclasses.replace(base, **{k: v}).key("m") for k, v in variants.items()}
-    keys |= {ChatRequest((Message("user", "a", cache=True),)).key("m"), ChatRequest((Message("assistant", "a"),)).key("m")}
+    assert set(variants) == {f.name for f in dataclasses.fields(ChatRequest)}, (
+        "a new field must change the key"
+    )
+    keys = {base.key("m")} | {
+        dataclasses.replace(base, **{k: v}).key("m") for k, v in variants.items()
+    }
+    keys |= {
+        ChatRequest((Message("user", "a", cache=True),)).key("m"),
+        ChatRequest((Message("assistant", "a"),)).key("m"),
+    }
     assert len(keys) == len(variants) + 3
-    assert base.key("m") != base.key("n") and base.key("m") == ChatRequest((Message("user", "a"),)).key("m")
+    assert base.key("m") != base.key("n") and base.key("m") == ChatRequest(
+        (Message("user", "a"),)
+    ).key("m")
 
 
 def test_request_key_matches_the_asdict_definition() -> None:
     import hashlib
 
-    request = ChatRequest((Message("user", "é", cache=True), Message("assistant", "b")), system="s", stop=("x", "y"))
+    request = ChatRequest(
+        (Message("user", "é", cache=True), Message("assistant", "b")), system="s", stop=("x", "y")
+    )
     payload = {"model": "m", **dataclasses.asdict(request)}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert request.key("m") == hashlib.sha256(blob.encode("utf-8")).hexdigest()

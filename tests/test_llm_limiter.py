@@ -27,10 +27,14 @@ class VirtualClock:
 
 
 def limiter(clock: VirtualClock, **limits: int) -> ProviderLimiter:
-    return ProviderLimiter(ProviderLimits(**{"max_in_flight": 1000, **limits}), clock=clock, sleep=clock.sleep)
+    return ProviderLimiter(
+        ProviderLimits(**{"max_in_flight": 1000, **limits}), clock=clock, sleep=clock.sleep
+    )
 
 
-async def admit_all(lim: ProviderLimiter, clock: VirtualClock, sizes: list[int]) -> list[tuple[float, int]]:
+async def admit_all(
+    lim: ProviderLimiter, clock: VirtualClock, sizes: list[int]
+) -> list[tuple[float, int]]:
     """Start one call per size at once; return (admission time, size) in admission order."""
     admitted: list[tuple[float, int]] = []
 
@@ -156,7 +160,9 @@ async def test_cancelled_waiter_gives_back_its_in_flight_slot() -> None:
     async def blocked_sleep(seconds: float) -> None:
         await forever.wait()
 
-    lim = ProviderLimiter(ProviderLimits(max_in_flight=1, tokens_per_minute=100), clock=clock, sleep=blocked_sleep)
+    lim = ProviderLimiter(
+        ProviderLimits(max_in_flight=1, tokens_per_minute=100), clock=clock, sleep=blocked_sleep
+    )
     async with lim.slot(100):
         pass
     waiter = asyncio.create_task(lim.slot(100).__aenter__())

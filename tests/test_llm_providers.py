@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 from typing import Any
 
 import pytest
@@ -23,17 +25,23 @@ Model = AnthropicModel | OpenAIModel
 
 def anthropic(server: FakeLLMServer, name: str = "claude-test", **settings: Any) -> AnthropicModel:
     spec = parse_model_string(f"anthropic:{name}")
-    return AnthropicModel(spec, ProviderSettings(base_url=server.anthropic_base_url, **settings), "test-key")
+    return AnthropicModel(
+        spec, ProviderSettings(base_url=server.anthropic_base_url, **settings), "test-key"
+    )
 
 
-def openai_compatible(server: FakeLLMServer, name: str = "qwen-test", **settings: Any) -> OpenAIModel:
+def openai_compatible(
+    server: FakeLLMServer, name: str = "qwen-test", **settings: Any
+) -> OpenAIModel:
     spec = parse_model_string(f"openai-compatible:{name}@{server.openai_base_url}")
     return OpenAIModel(spec, ProviderSettings(**settings), None)
 
 
 def openai_official(server: FakeLLMServer, name: str = "gpt-test", **settings: Any) -> OpenAIModel:
     spec = parse_model_string(f"openai:{name}")
-    return OpenAIModel(spec, ProviderSettings(base_url=server.openai_base_url, **settings), "test-key")
+    return OpenAIModel(
+        spec, ProviderSettings(base_url=server.openai_base_url, **settings), "test-key"
+    )
 
 
 def ask(text: str, **fields: Any) -> ChatRequest:
@@ -42,8 +50,19 @@ def ask(text: str, **fields: Any) -> ChatRequest:
 
 def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
     """The waits the SDKs announced before each retry (both log one INFO line per retry)."""
-    found = (re.search(r"Retrying request .*?in ([\d.]+) seconds", r.getMessage()) for r in caplog.records)
+    found = (
+        re.search(r"Retrying request .*?in ([\d.]+) seconds", r.getMessage())
+        for r in caplog.records
+    )
     return [float(match.group(1)) for match in found if match]
+
+
+def test_tests_cannot_reach_a_real_provider() -> None:
+    # The guard must be in place before trying, so no packet can leave even if it were broken.
+    assert getattr(socket.socket.connect, "__guarded__", False)
+    assert not [name for name in os.environ if name.startswith(("ANTHROPIC_", "OPENAI_"))]
+    with socket.socket() as sock, pytest.raises(RuntimeError, match="loopback"):
+        sock.connect(("192.0.2.1", 443))
 
 
 # --- request shapes ---------------------------------------------------------------------
@@ -51,27 +70,43 @@ def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
 
 async def test_anthropic_request_carries_cache_breakpoints(fake_llm_server: FakeLLMServer) -> None:
     model = anthropic(fake_llm_server)
-    messages = tuple(Message("user" if i % 2 == 0 else "assistant", f"turn {i}", cache=i != 2) for i in range(7))
-    request = ChatRequest(messages, system="be brief", system_cache=True, stop=("END",), temperature=0.5)
+    messages = tuple(
+        Message("user" if i % 2 == 0 else "assistant", f"turn {i}", cache=i != 2) for i in range(7)
+    )
+    request = ChatRequest(
+        messages, system="be brief", system_cache=True, stop=("END",), temperature=0.5
+    )
     response = await model.complete(request)
     await model.aclose()
     body = fake_llm_server.requests[0].body
     assert response.text == "turn 6"
-    assert body["model"] == "claude-test" and body["temperature"] == 0.5 and body["stop_sequences"] == ["END"]
+    assert (
+        body["model"] == "claude-test"
+        and body["temperature"] == 0.5
+        and body["stop_sequences"] == ["END"]
+    )
     # Six breakpoints asked for (system + turns 0,1,3,4,5,6): the first two are dropped.
     assert "cache_control" not in body["system"][0]
     marked = [i for i, m in enumerate(body["messages"]) if isinstance(m["content"], list)]
     assert marked == [3, 4, 5, 6]
-    assert all(m["content"][-1]["cache_control"] == {"type": "ephemeral"} for m in body["messages"][3:])
+    assert all(
+        m["content"][-1]["cache_control"] == {"type": "ephemeral"} for m in body["messages"][3:]
+    )
     assert body["messages"][0] == {"role": "user", "content": "turn 0"}
 
 
-async def test_anthropic_system_breakpoint_and_no_temperature(fake_llm_server: FakeLLMServer) -> None:
+async def test_anthropic_system_breakpoint_and_no_temperature(
+    fake_llm_server: FakeLLMServer,
+) -> None:
     model = anthropic(fake_llm_server, send_temperature=False)
-    await model.complete(ChatRequest((Message("user", "q", cache=True),), system="sys", system_cache=True))
+    await model.complete(
+        ChatRequest((Message("user", "q", cache=True),), system="sys", system_cache=True)
+    )
     await model.aclose()
     body = fake_llm_server.requests[0].body
-    assert body["system"] == [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}]
+    assert body["system"] == [
+        {"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}
+    ]
     assert "temperature" not in body
 
 
@@ -81,12 +116,17 @@ async def test_openai_request_shapes(fake_llm_server: FakeLLMServer) -> None:
         openai_official(fake_llm_server),
         openai_official(fake_llm_server, "o4-mini"),
     )
-    request = ChatRequest((Message("user", "q", cache=True),), system="sys", max_tokens=77, stop=("X",))
+    request = ChatRequest(
+        (Message("user", "q", cache=True),), system="sys", max_tokens=77, stop=("X",)
+    )
     for model in (compatible, official, reasoning):
         await model.complete(request)
         await model.aclose()
     bodies = [r.body for r in fake_llm_server.requests]
-    assert bodies[0]["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "q"}]
+    assert bodies[0]["messages"] == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "q"},
+    ]
     assert bodies[0]["max_tokens"] == 77 and "max_completion_tokens" not in bodies[0]
     assert bodies[0]["temperature"] == 0.0 and bodies[0]["stop"] == ["X"]
     assert bodies[1]["max_completion_tokens"] == 77 and "max_tokens" not in bodies[1]
@@ -101,7 +141,9 @@ async def test_sdks_never_read_provider_environment(
     monkeypatch.setenv("OPENAI_API_KEY", "from-env")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://192.0.2.1/v1")
     spec = parse_model_string("anthropic:claude-test")
-    model = AnthropicModel(spec, ProviderSettings(base_url=fake_llm_server.anthropic_base_url), None)
+    model = AnthropicModel(
+        spec, ProviderSettings(base_url=fake_llm_server.anthropic_base_url), None
+    )
     await model.complete(ask("hi"))
     await model.aclose()
     other = openai_compatible(fake_llm_server)
@@ -117,18 +159,38 @@ async def test_sdks_never_read_provider_environment(
 async def test_anthropic_usage_maps_cache_reads_and_writes(fake_llm_server: FakeLLMServer) -> None:
     model = anthropic(fake_llm_server)
     document = "def handler(event):\n    return event['id']\n" * 40
-    first = await model.complete(ChatRequest((Message("user", document, cache=True), Message("assistant", "ok"), Message("user", "why?"))))
-    second = await model.complete(ChatRequest((Message("user", document, cache=True), Message("assistant", "ok"), Message("user", "how?"))))
+    first = await model.complete(
+        ChatRequest(
+            (
+                Message("user", document, cache=True),
+                Message("assistant", "ok"),
+                Message("user", "why?"),
+            )
+        )
+    )
+    second = await model.complete(
+        ChatRequest(
+            (
+                Message("user", document, cache=True),
+                Message("assistant", "ok"),
+                Message("user", "how?"),
+            )
+        )
+    )
     await model.aclose()
     doc_tokens = wire.block_tokens(document)
     tail = wire.block_tokens("ok") + wire.block_tokens("why?")
-    assert first.usage == Usage(input_tokens=tail, output_tokens=wire.block_tokens("why?"), cache_write_tokens=doc_tokens)
+    assert first.usage == Usage(
+        input_tokens=tail, output_tokens=wire.block_tokens("why?"), cache_write_tokens=doc_tokens
+    )
     assert second.usage.cache_read_tokens == doc_tokens and second.usage.cache_write_tokens == 0
     assert second.usage.input_tokens == wire.block_tokens("ok") + wire.block_tokens("how?")
     assert first.stop_reason == "end_turn" and first.model == "anthropic:claude-test"
 
 
-async def test_openai_usage_takes_cached_tokens_out_of_input(fake_llm_server: FakeLLMServer) -> None:
+async def test_openai_usage_takes_cached_tokens_out_of_input(
+    fake_llm_server: FakeLLMServer,
+) -> None:
     model = openai_compatible(fake_llm_server)
     system = "You rank files by relevance. " * 40
     await model.complete(ask("first", system=system))
@@ -161,10 +223,16 @@ async def test_retries_honour_retry_after(
     assert response.text == "after the storm"
     assert fake_llm_server.request_count == 3
     assert retry_waits(caplog) == [0.05, 0.05]
-    assert [r.headers["x-stainless-retry-count"] for r in fake_llm_server.requests] == ["0", "1", "2"]
+    assert [r.headers["x-stainless-retry-count"] for r in fake_llm_server.requests] == [
+        "0",
+        "1",
+        "2",
+    ]
 
 
-async def test_retry_after_ms_is_honoured(fake_llm_server: FakeLLMServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_retry_after_ms_is_honoured(
+    fake_llm_server: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     model = anthropic(fake_llm_server, max_retries=2)
     fake_llm_server.fail_next(529, retry_after_ms=30, times=1)
@@ -174,7 +242,9 @@ async def test_retry_after_ms_is_honoured(fake_llm_server: FakeLLMServer, caplog
 
 
 @pytest.mark.parametrize("make", [anthropic, openai_compatible], ids=["anthropic", "openai"])
-async def test_exhausted_retries_become_a_typed_infra_failure(fake_llm_server: FakeLLMServer, make: Any) -> None:
+async def test_exhausted_retries_become_a_typed_infra_failure(
+    fake_llm_server: FakeLLMServer, make: Any
+) -> None:
     model: Model = make(fake_llm_server, max_retries=2)
     fake_llm_server.fail_next(529 if make is anthropic else 500, retry_after=0.01, times=3)
     with pytest.raises(ProviderError) as raised:
@@ -255,12 +325,18 @@ async def test_openai_odd_answers(fake_llm_server: FakeLLMServer) -> None:
     fake_llm_server.set_responder(lambda body: _completion({"role": "assistant", "content": None}))
     with pytest.raises(ProviderError, match="without content"):
         await model.complete(ask("x"))
-    fake_llm_server.set_responder(lambda body: _completion({"role": "assistant", "content": None, "refusal": "no."}))
+    fake_llm_server.set_responder(
+        lambda body: _completion({"role": "assistant", "content": None, "refusal": "no."})
+    )
     refused = await model.complete(ask("x"))
     assert (refused.text, refused.stop_reason) == ("no.", "refusal")
-    fake_llm_server.set_responder(lambda body: _completion({"role": "assistant", "content": "fine"}, usage=False))
+    fake_llm_server.set_responder(
+        lambda body: _completion({"role": "assistant", "content": "fine"}, usage=False)
+    )
     request = ask("how many tokens is this?")
     estimated = await model.complete(request)
     await model.aclose()
     label = model.name
-    assert estimated.usage == Usage(count_tokens(request.prompt_text(), label), count_tokens("fine", label))
+    assert estimated.usage == Usage(
+        count_tokens(request.prompt_text(), label), count_tokens("fine", label)
+    )

@@ -16,7 +16,13 @@ def test_known_cl100k_counts_for_openai_models() -> None:
     # Reference token ids from the published cl100k_base vocabulary.
     assert tokens.encoding().encode_ordinary("tiktoken is great!") == [83, 1609, 5963, 374, 2294, 0]
     assert count_tokens("hello world", "openai:gpt-4.1") == 2
-    assert count_tokens("def f(x):\n    return x + 1\n", "openai-compatible:Qwen/Qwen2.5-Coder-32B@http://h:8000/v1") == 11
+    assert (
+        count_tokens(
+            "def f(x):\n    return x + 1\n",
+            "openai-compatible:Qwen/Qwen2.5-Coder-32B@http://h:8000/v1",
+        )
+        == 11
+    )
     assert count_tokens("", "openai:gpt-4.1") == 0
 
 
@@ -37,7 +43,9 @@ def test_token_counter_binds_the_model() -> None:
     assert counter("hello world") == 2
 
 
-def test_encoding_loads_with_every_socket_blocked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_encoding_loads_with_every_socket_blocked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     def refuse(self: socket.socket, address: object) -> None:
         raise AssertionError(f"token counting tried to connect to {address!r}")
 

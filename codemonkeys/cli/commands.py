@@ -9,6 +9,7 @@ _MODULES = (
     "codemonkeys.cli.config_cmd",
     "codemonkeys.cli.costs_cmd",
     "codemonkeys.cli.context_cmd",
+    "codemonkeys.cli.env_cmd",
 )
 
 

@@ -66,6 +66,11 @@ class ProgressEvent:
     status: str = ""
 
 
+def model_key(name: str) -> str:
+    """A model string without its server (``provider:name``): decisions stay valid when the server moves."""
+    return name.partition("@")[0]
+
+
 class GatewaySource(Protocol):
     """Hands out the gateway of a stage for an instance (the run's ModelHub)."""
 
@@ -127,8 +132,8 @@ class ContextStage:
             result = ContextResult(
                 instance_id=task.instance_id,
                 base_commit=commit,
-                relevance_model=relevance.name,
-                ranking_model=ranking.name,
+                relevance_model=model_key(relevance.name),
+                ranking_model=model_key(ranking.name),
                 relevance_prompt=self.relevance_prompt.version,
                 ranking_prompt=self.ranking_prompt.version,
                 files=len(listing.candidates),
@@ -169,7 +174,7 @@ class ContextStage:
         self, task: ContextTask, candidates: list[Candidate], gateway: ChatGateway, objects: GitObjects
     ) -> dict[str, ContextDecision]:
         """A decision for every candidate: from the store when already made, else from the model."""
-        model, version = gateway.name, self.relevance_prompt.version
+        model, version = model_key(gateway.name), self.relevance_prompt.version
         known = {
             (d.path, d.content_hash): d
             for d in self.store.context_decisions(task.instance_id, model, version)
@@ -200,7 +205,7 @@ class ContextStage:
             instance_id=task.instance_id,
             path=candidate.path,
             content_hash=candidate.blob,
-            model=gateway.name,
+            model=model_key(gateway.name),
             prompt_version=self.relevance_prompt.version,
             tokens=candidate.tokens,
         )
@@ -227,7 +232,7 @@ class ContextStage:
                 usage = exc.usage
                 detail = json.dumps({"error": str(exc), "answers": [a[:4000] for a in exc.answers]})
                 decision = ContextDecision(**base, status=PARSE_FAILURE, detail=detail)
-                log.warning("%s %s: %s", task.instance_id, candidate.path, exc)
+                log.info("%s %s: %s", task.instance_id, candidate.path, exc)
             except Exception as exc:  # one file's failure never ends the stage
                 decision = ContextDecision(**base, status=ERROR, detail=f"{failure_kind(exc)}: {exc}"[:2000])
                 log.warning("%s %s: %s: %s", task.instance_id, candidate.path, type(exc).__name__, exc)
@@ -266,7 +271,7 @@ class ContextStage:
     ) -> list[str] | RankFailure:
         """Run ``sample`` of the ranking, reusing a stored run of the same request."""
         request = self.ranking_prompt.request(task.problem_statement, items, self.config.budget_tokens, sample)
-        key = f"ranking/{request.key(gateway.name)}"
+        key = f"ranking/{request.key(model_key(gateway.name))}"
         stored = self.store.get_result(task.instance_id, STAGE, key)
         if stored is not None:
             return list(stored["order"])

@@ -239,6 +239,7 @@ class ImageBuilder:
             repo=instance.repo, version=instance.version, spec=spec, python=python,
             python_tag=self.python_tag(python), requirements=requirements, cutoff=cutoff, index=index,
             ladder=self.config.cutoff_ladder_years, editable_compat=self.config.editable_mode_compat,
+            build_constraints=self.config.build_constraints,
             recipe_digest=self._digest, image_prefix=self.config.image_prefix,
         )
         return plan_instance(
@@ -256,7 +257,9 @@ class ImageBuilder:
                 system_commands=plan.system_commands, installer_args=plan.installer_args,
             ),
             "install_requirements.py": (_recipe_dir() / "install_requirements.py").read_bytes(),
+            "seed_pip.txt": _lines(plan.seed_pip),
             "seed.txt": _lines(plan.seed),
+            "build-constraints.txt": _lines(plan.build_constraints),
             "requirements.txt": _lines(plan.requirements),
             "pip_packages.txt": _lines(plan.pip_packages),
         }

@@ -21,6 +21,7 @@ from .specs import EnvSpec
 
 TESTBED = "/testbed"
 VENV_PYTHON = "/opt/venv/bin/python"
+BUILD_CONSTRAINTS = "/opt/codemonkeys/build-constraints.txt"
 # Heads of pre-install commands that change the system, not the repository: they go to the shared layer.
 _SYSTEM_COMMANDS = re.compile(r"^\s*(sudo\s+)?(DEBIAN_FRONTEND=\S+\s+)?(apt-get|apt|dpkg|locale-gen|update-locale)\b")
 _SYSTEM_WRITES = re.compile(r"^\s*echo\s.*>\s*/etc/")
@@ -120,7 +121,9 @@ class EnvPlan:
     env_vars: dict[str, str]
     apt_packages: list[str]
     system_commands: list[str]
+    seed_pip: list[str]
     seed: list[str]
+    build_constraints: list[str]
     requirements: list[str]
     pip_packages: list[str]
     installer_args: str
@@ -162,6 +165,7 @@ def plan_environment(
     index: IndexSettings,
     ladder: Sequence[int],
     editable_compat: bool,
+    build_constraints: Sequence[str],
     recipe_digest: str,
     image_prefix: str,
 ) -> EnvPlan:
@@ -175,14 +179,18 @@ def plan_environment(
         "UV_HTTP_TIMEOUT": "120",
         **index.env(),
         **({"PIP_CONFIG_SETTINGS": "editable_mode=compat"} if editable_compat else {}),
+        **({"PIP_CONSTRAINT": BUILD_CONSTRAINTS, "UV_BUILD_CONSTRAINT": BUILD_CONSTRAINTS} if build_constraints else {}),
         **spec.env_vars,
     }
     cutoff_text = cutoff.strftime("%Y-%m-%d") if cutoff else None
     args = installer_args(cutoff_text, ladder)
-    seed = ["pip", "setuptools", "wheel"]
+    # pip new enough for PEP 660 editable installs (an old pip with a new setuptools in its
+    # isolated build breaks them); setuptools and wheel as of the date, for non-isolated builds.
+    seed_pip = ["pip>=21.3"]
+    seed = ["setuptools", "wheel"]
     key = content_key(
         "env", python_tag, repo, version, cutoff_text, env_vars, spec.apt_packages, system,
-        seed, list(requirements), spec.pip_packages, args, recipe_digest,
+        seed_pip, seed, list(build_constraints), list(requirements), spec.pip_packages, args, recipe_digest,
     )
     slug = re.sub(r"[^a-z0-9_.-]", "_", f"{repo.replace('/', '__')}-{version}".lower())
     return EnvPlan(
@@ -194,7 +202,9 @@ def plan_environment(
         env_vars=env_vars,
         apt_packages=list(spec.apt_packages),
         system_commands=system,
+        seed_pip=seed_pip,
         seed=seed,
+        build_constraints=list(build_constraints),
         requirements=list(requirements),
         pip_packages=list(spec.pip_packages),
         installer_args=args,

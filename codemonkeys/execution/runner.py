@@ -24,6 +24,9 @@ from .pool import SandboxPool
 # the name does not match pytest's test-file patterns.
 TEST_FILE = f"{TESTBED}/codemonkeys_repro.py"
 ORIGINAL = "original"
+# Sandboxes are reused: bytecode written by one run could outlive a reset and be
+# taken as fresh for a same-sized edit saved within the same second.
+_RUN_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class ExecutionCache(Protocol):
@@ -97,7 +100,7 @@ class TestRunner:
             else:
                 await sandbox.write_file(TEST_FILE, script)
                 result = await sandbox.exec(
-                    [self._pool.env.python, TEST_FILE], workdir=TESTBED, timeout_s=self._timeout_s
+                    [self._pool.env.python, TEST_FILE], workdir=TESTBED, env=_RUN_ENV, timeout_s=self._timeout_s
                 )
                 execution = TestExecution(
                     self.env_key, patch_key(patch), test_hash(script), attempt,

@@ -34,7 +34,7 @@ PERIOD_S = 60.0
 class _Grant:
     """One admission in a window; ``live`` turns false when it leaves the window."""
 
-    __slots__ = ("at", "amount", "live")
+    __slots__ = ("amount", "at", "live")
 
     def __init__(self, at: float, amount: int) -> None:
         self.at = at
@@ -89,7 +89,7 @@ class SlidingWindow:
 class Permit:
     """What a slot yields: lets the caller report the tokens a call really used."""
 
-    __slots__ = ("_window", "_grant")
+    __slots__ = ("_grant", "_window")
 
     def __init__(self, window: SlidingWindow | None = None, grant: _Grant | None = None) -> None:
         self._window = window
@@ -122,7 +122,10 @@ class _Slot:
             raise
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._limiter._in_flight.release()
 
@@ -142,8 +145,14 @@ class ProviderLimiter:
         self._clock = clock
         self._sleep = sleep
         self._in_flight = asyncio.Semaphore(limits.max_in_flight)
-        self._requests = SlidingWindow(limits.requests_per_minute, period) if limits.requests_per_minute else None
-        self._tokens = SlidingWindow(limits.tokens_per_minute, period) if limits.tokens_per_minute else None
+        self._requests = (
+            SlidingWindow(limits.requests_per_minute, period)
+            if limits.requests_per_minute
+            else None
+        )
+        self._tokens = (
+            SlidingWindow(limits.tokens_per_minute, period) if limits.tokens_per_minute else None
+        )
         self._gate = asyncio.Lock()
 
     def slot(self, tokens: int) -> _Slot:

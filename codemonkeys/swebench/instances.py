@@ -198,3 +198,27 @@ def load_instances(
 def split_ids(text: str | None) -> list[str]:
     """``a,b , c`` into ids, as given on the command line."""
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def load_predictions(path: Path) -> dict[str, str | None]:
+    """``instance_id -> model_patch`` from a SWE-bench predictions file (JSONL, or a JSON list/object).
+
+    A prediction whose patch is null stays ``None`` (graded unresolved, as the
+    official harness does); a line without an instance id is a :class:`DataError`.
+    """
+    rows = _read_local(path)
+    predictions: dict[str, str | None] = {}
+    problems: list[str] = []
+    for index, row in enumerate(rows):
+        instance_id = row.get("instance_id") if isinstance(row, Mapping) else None
+        if not isinstance(instance_id, str) or not instance_id:
+            problems.append(f"row {index + 1}: no instance_id")
+            continue
+        patch = row.get("model_patch")
+        if patch is not None and not isinstance(patch, str):
+            problems.append(f"{instance_id!r}: model_patch must be a string or null")
+            continue
+        predictions[instance_id] = patch
+    if problems:
+        raise DataError(f"{len(problems)} bad prediction(s) in {path}:\n  " + "\n  ".join(problems[:20]))
+    return predictions

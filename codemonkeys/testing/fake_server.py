@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Self
 
 from . import fake_wire as wire
 
@@ -109,13 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             super().finish()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: a test server that prints every request drowns the test output."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -133,8 +133,16 @@ class _Handler(BaseHTTPRequestHandler):
             state.counts[api] += 1
             number = state.counts[wire.ANTHROPIC] + state.counts[wire.OPENAI]
             if state.record:
-                state.requests.append(RecordedRequest(api, path, body, {k.lower(): v for k, v in self.headers.items()}))
-            fault = state.faults.popleft() if state.faults and state.faults[0].api in (None, api) else None
+                state.requests.append(
+                    RecordedRequest(
+                        api, path, body, {k.lower(): v for k, v in self.headers.items()}
+                    )
+                )
+            fault = (
+                state.faults.popleft()
+                if state.faults and state.faults[0].api in (None, api)
+                else None
+            )
         if state.latency_s:
             time.sleep(state.latency_s)
         if fault is not None:
@@ -150,8 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         try:
             reply = state.responder(body)
-        except Exception as exc:  # a broken responder is the test's bug: answer 500 and say why
-            self._send(500, wire.error_body(api, 500, f"responder failed: {type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - a broken responder is the test's bug: answer 500, say why
+            self._send(
+                500, wire.error_body(api, 500, f"responder failed: {type(exc).__name__}: {exc}")
+            )
             return
         if isinstance(reply, dict):
             self._send(200, reply)
@@ -162,9 +172,14 @@ class _Handler(BaseHTTPRequestHandler):
             prompt = state.openai_cache.automatic(wire.openai_blocks(body))
             self._send(200, wire.openai_completion(body, reply, prompt, number))
 
-    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
-        lines = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "content-type: application/json"]
+        lines = [
+            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
+            "content-type: application/json",
+        ]
         lines.append(f"content-length: {len(data)}")
         lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
@@ -205,7 +220,9 @@ class FakeLLMServer:
     # --- lifecycle ------------------------------------------------------------
 
     def start(self) -> FakeLLMServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -226,10 +243,15 @@ class FakeLLMServer:
         """Serve in the calling thread (the subprocess mode) until :meth:`shutdown`."""
         self._httpd.serve_forever(poll_interval=0.05)
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # --- addresses --------------------------------------------------------------
@@ -264,7 +286,9 @@ class FakeLLMServer:
         """Answer the next ``times`` requests (of ``api``, or any) with an error in the API's own shape."""
         with self._state.lock:
             for _ in range(times):
-                self._state.faults.append(_Fault(status, retry_after, retry_after_ms, 0.0, message, api))
+                self._state.faults.append(
+                    _Fault(status, retry_after, retry_after_ms, 0.0, message, api)
+                )
 
     def stall_next(self, seconds: float, *, times: int = 1, api: str | None = None) -> None:
         """Hold the next ``times`` requests for ``seconds`` before answering normally (client timeouts)."""
@@ -296,13 +320,23 @@ class FakeLLMServer:
 @contextlib.contextmanager
 def fake_server_process(latency_s: float = 0.0, *, python: str = sys.executable) -> Iterator[str]:
     """Run the server in a child process; yields its URL and terminates it on exit."""
-    command = [python, "-m", "codemonkeys.testing.fake_server", "--port", "0", "--latency", str(latency_s)]
+    command = [
+        python,
+        "-m",
+        "codemonkeys.testing.fake_server",
+        "--port",
+        "0",
+        "--latency",
+        str(latency_s),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
         if not line.startswith("http://"):
-            raise RuntimeError(f"fake server did not start (said {line!r}, exit code {process.poll()})")
+            raise RuntimeError(
+                f"fake server did not start (said {line!r}, exit code {process.poll()})"
+            )
         yield line
     finally:
         process.terminate()
@@ -319,7 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--min-cache-tokens", type=int, default=0)
     args = parser.parse_args(argv)
-    server = FakeLLMServer(latency_s=args.latency, port=args.port, record=False, min_cache_tokens=args.min_cache_tokens)
+    server = FakeLLMServer(
+        latency_s=args.latency, port=args.port, record=False, min_cache_tokens=args.min_cache_tokens
+    )
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -80,7 +80,11 @@ def _text_of(content: Any) -> list[tuple[str, bool]]:
     blocks = []
     for part in content or ():
         if isinstance(part, dict):
-            text = part.get("text") if part.get("type", "text") == "text" else str(part.get("content", ""))
+            text = (
+                part.get("text")
+                if part.get("type", "text") == "text"
+                else str(part.get("content", ""))
+            )
             blocks.append((text or "", bool(part.get("cache_control"))))
     return blocks
 
@@ -129,7 +133,9 @@ class PrefixCache:
         digest = hashlib.sha256()
         hashes, sums, total = [], [], 0
         for block in blocks:
-            digest.update(block.role.encode() + b"\0" + block.text.encode("utf-8", "surrogatepass") + b"\0")
+            digest.update(
+                block.role.encode() + b"\0" + block.text.encode("utf-8", "surrogatepass") + b"\0"
+            )
             hashes.append(digest.digest())
             total += block_tokens(block.text)
             sums.append(total)
@@ -139,7 +145,11 @@ class PrefixCache:
         """Anthropic's breakpoint caching."""
         hashes, sums = self._prefixes(blocks)
         total = sums[-1] if sums else 0
-        marks = [i for i, block in enumerate(blocks) if block.breakpoint and sums[i] >= self.min_cache_tokens]
+        marks = [
+            i
+            for i, block in enumerate(blocks)
+            if block.breakpoint and sums[i] >= self.min_cache_tokens
+        ]
         if not marks:
             return PromptUsage(total, 0, 0)
         last = marks[-1]
@@ -175,14 +185,21 @@ def _apply_stops(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
     return text[:cut], hit
 
 
-def anthropic_message(body: dict[str, Any], text: str, prompt: PromptUsage, number: int) -> dict[str, Any]:
+def anthropic_message(
+    body: dict[str, Any], text: str, prompt: PromptUsage, number: int
+) -> dict[str, Any]:
     """A Messages API response body."""
     text, stop = _apply_stops(text, body.get("stop_sequences") or ())
     stop_reason = "stop_sequence" if stop is not None else "end_turn"
     max_tokens = int(body.get("max_tokens", 4096))
     output = block_tokens(text)
     if output > max_tokens:
-        text, output, stop_reason, stop = truncate_tokens(text, max_tokens), max_tokens, "max_tokens", None
+        text, output, stop_reason, stop = (
+            truncate_tokens(text, max_tokens),
+            max_tokens,
+            "max_tokens",
+            None,
+        )
     return {
         "id": f"msg_fake{number:08d}",
         "type": "message",
@@ -200,10 +217,12 @@ def anthropic_message(body: dict[str, Any], text: str, prompt: PromptUsage, numb
     }
 
 
-def openai_completion(body: dict[str, Any], text: str, prompt: PromptUsage, number: int) -> dict[str, Any]:
+def openai_completion(
+    body: dict[str, Any], text: str, prompt: PromptUsage, number: int
+) -> dict[str, Any]:
     """A Chat Completions response body."""
     stops = body.get("stop") or ()
-    text, stop = _apply_stops(text, [stops] if isinstance(stops, str) else stops)
+    text, _ = _apply_stops(text, [stops] if isinstance(stops, str) else stops)
     finish = "stop"
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     output = block_tokens(text)
@@ -215,7 +234,12 @@ def openai_completion(body: dict[str, Any], text: str, prompt: PromptUsage, numb
         "created": 1_700_000_000 + number,
         "model": body.get("model", "fake"),
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
         ],
         "usage": {
             "prompt_tokens": prompt.total,
@@ -233,4 +257,11 @@ def error_body(api: str, status: int, message: str | None = None) -> dict[str, A
         default = "Overloaded" if status == 529 else f"fake {kind}"
         return {"type": "error", "error": {"type": kind, "message": message or default}}
     kind, code = _OPENAI_ERROR_TYPES.get(status, ("server_error", None))
-    return {"error": {"message": message or f"fake {kind} ({status})", "type": kind, "param": None, "code": code}}
+    return {
+        "error": {
+            "message": message or f"fake {kind} ({status})",
+            "type": kind,
+            "param": None,
+            "code": code,
+        }
+    }

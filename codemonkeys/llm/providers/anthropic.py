@@ -41,7 +41,9 @@ MAX_BREAKPOINTS = 4
 _EPHEMERAL = {"type": "ephemeral"}
 
 
-def build_params(request: ChatRequest, model: str, *, send_temperature: bool = True) -> dict[str, Any]:
+def build_params(
+    request: ChatRequest, model: str, *, send_temperature: bool = True
+) -> dict[str, Any]:
     """The keyword arguments of ``messages.create`` for ``request`` (pure)."""
     marks = ([-1] if request.system and request.system_cache else []) + [
         index for index, message in enumerate(request.messages) if message.cache
@@ -54,7 +56,11 @@ def build_params(request: ChatRequest, model: str, *, send_temperature: bool = T
             messages.append({"role": message.role, "content": [block]})
         else:
             messages.append({"role": message.role, "content": message.content})
-    params: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens, "messages": messages}
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+    }
     if send_temperature:
         # SDK 1.0 dropped the deprecated sampling arguments from its signature; the API still
         # takes them for the models that support sampling, through the raw body.
@@ -72,7 +78,9 @@ def build_params(request: ChatRequest, model: str, *, send_temperature: bool = T
 def parse_message(message: Any, label: str) -> ChatResponse:
     """A ``Message`` from the SDK into our response; no content at all is a :class:`ProviderError`."""
     if not message.content:
-        raise ProviderError(f"{label} returned no content blocks (stop_reason={message.stop_reason!r})")
+        raise ProviderError(
+            f"{label} returned no content blocks (stop_reason={message.stop_reason!r})"
+        )
     text = "".join(block.text for block in message.content if block.type == "text")
     usage = message.usage
     return ChatResponse(
@@ -91,7 +99,9 @@ def parse_message(message: Any, label: str) -> ChatResponse:
 def provider_error(exc: anthropic.AnthropicError, label: str) -> ProviderError:
     """What the SDK raised after its retries, as our typed infrastructure failure."""
     if isinstance(exc, anthropic.APIStatusError):
-        return ProviderError(f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code)
+        return ProviderError(
+            f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code
+        )
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderError(f"{label}: request timed out (after retries)")
     if isinstance(exc, anthropic.APIConnectionError):
@@ -132,7 +142,9 @@ class AnthropicModel:
         return self._client
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        params = build_params(request, self._spec.name, send_temperature=self._settings.send_temperature)
+        params = build_params(
+            request, self._spec.name, send_temperature=self._settings.send_temperature
+        )
         try:
             message = await self.client.messages.create(**params)
         except anthropic.AnthropicError as exc:

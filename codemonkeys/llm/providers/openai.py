@@ -41,12 +41,16 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
-def build_params(request: ChatRequest, model: str, *, official: bool, send_temperature: bool = True) -> dict[str, Any]:
+def build_params(
+    request: ChatRequest, model: str, *, official: bool, send_temperature: bool = True
+) -> dict[str, Any]:
     """The keyword arguments of ``chat.completions.create`` for ``request`` (pure)."""
     messages: list[dict[str, str]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages.extend({"role": message.role, "content": message.content} for message in request.messages)
+    messages.extend(
+        {"role": message.role, "content": message.content} for message in request.messages
+    )
     params: dict[str, Any] = {"model": model, "messages": messages}
     params["max_completion_tokens" if official else "max_tokens"] = request.max_tokens
     if send_temperature and not (official and model.startswith(_REASONING_PREFIXES)):
@@ -66,7 +70,9 @@ def parse_completion(completion: Any, label: str, request: ChatRequest) -> ChatR
     if text is None:
         refusal = getattr(choice.message, "refusal", None)
         if refusal is None:
-            raise ProviderError(f"{label} returned a message without content (finish_reason={stop_reason!r})")
+            raise ProviderError(
+                f"{label} returned a message without content (finish_reason={stop_reason!r})"
+            )
         text, stop_reason = refusal, "refusal"
     usage = completion.usage
     if usage is None:
@@ -91,7 +97,9 @@ def parse_completion(completion: Any, label: str, request: ChatRequest) -> ChatR
 def provider_error(exc: openai.OpenAIError, label: str) -> ProviderError:
     """What the SDK raised after its retries, as our typed infrastructure failure."""
     if isinstance(exc, openai.APIStatusError):
-        return ProviderError(f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code)
+        return ProviderError(
+            f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code
+        )
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(f"{label}: request timed out (after retries)")
     if isinstance(exc, openai.APIConnectionError):
@@ -134,7 +142,10 @@ class OpenAIModel:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         params = build_params(
-            request, self._spec.name, official=self._official, send_temperature=self._settings.send_temperature
+            request,
+            self._spec.name,
+            official=self._official,
+            send_temperature=self._settings.send_temperature,
         )
         try:
             completion = await self.client.chat.completions.create(**params)

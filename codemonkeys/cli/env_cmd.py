@@ -1,0 +1,180 @@
+"""``codemonkeys env build|validate`` and ``codemonkeys evaluate``: environments and grading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import Config, load_config
+
+DATASET_HELP = "Hub dataset (princeton-nlp/SWE-bench_Verified, or verified/lite) or a local .jsonl/.json/.parquet file."
+
+
+def _config(config: str | None, overrides: list[str] | None, mirror_dir: Path | None) -> Config:
+    extra = list(overrides or [])
+    if mirror_dir is not None:
+        if not mirror_dir.is_dir():
+            from ..errors import UserError
+
+            raise UserError(f"--mirror-dir {mirror_dir} is not a directory")
+        extra.append(f"environment.mirror_dir={mirror_dir.resolve()}")
+    return load_config(config, extra)
+
+
+def _instances(dataset: str, split: str, instance_ids: str | None) -> list[Any]:
+    from ..swebench.instances import load_instances, split_ids
+
+    return load_instances(dataset, split=split, instance_ids=split_ids(instance_ids) or None)
+
+
+def _summary_table(title: str, report: dict[str, dict[str, Any]], ids: list[str]) -> Table:
+    table = Table(title=title)
+    for column in ("instance", "status", "build s", "test s", "cause"):
+        table.add_column(column, overflow="fold")
+    for instance_id in ids:
+        entry = report.get(instance_id)
+        if entry is None:
+            continue
+        table.add_row(
+            instance_id,
+            entry["status"],
+            "-" if entry.get("build_s") is None else f"{entry['build_s']:.0f}",
+            "-" if entry.get("test_s") is None else f"{entry['test_s']:.1f}",
+            (entry.get("cause") or "")[:200],
+        )
+    return table
+
+
+def _grade(
+    config: Config, instances: list[Any], patches: dict[str, str | None], output: Path | None, force: bool, console: Console
+) -> dict[str, dict[str, Any]]:
+    from ..env.images import ImageBuilder
+    from ..env.validate import grade_instances
+    from ..sandbox.factory import make_sandbox_factory
+
+    builder = ImageBuilder(config.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
+    factory = make_sandbox_factory(config.sandbox)
+
+    def on_result(instance_id: str, entry: dict[str, Any]) -> None:
+        console.print(f"{instance_id}: [bold]{entry['status']}[/] {entry.get('cause') or ''}", highlight=False)
+
+    return asyncio.run(
+        grade_instances(
+            instances, patches, images=builder, factory=factory, registry=builder.registry,
+            timeout_s=config.environment.test_timeout_s, output=output, force=force, on_result=on_result,
+        )
+    )
+
+
+def _print_totals(console: Console, report: dict[str, dict[str, Any]], ids: list[str]) -> None:
+    counts = Counter(report[i]["status"] for i in ids if i in report)
+    console.print(", ".join(f"{status}: {counts.get(status, 0)}" for status in ("resolved", "unresolved", "error")))
+
+
+def register(app: typer.Typer) -> None:
+    env_app = typer.Typer(help="SWE-bench environment images: build, validate.", no_args_is_help=True)
+    app.add_typer(env_app, name="env")
+
+    @env_app.command("build")
+    def build(
+        dataset: str = typer.Option(..., "--dataset", help=DATASET_HELP),
+        instance_ids: str = typer.Option(None, "--instance-ids", help="Comma-separated ids (default: all)."),
+        split: str = typer.Option("test", help="Dataset split (hub datasets)."),
+        mirror_dir: Path = typer.Option(None, "--mirror-dir", help="DIR/<owner>__<repo> git mirrors instead of GitHub."),
+        config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
+        overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+    ) -> None:
+        """Pull or build the image of each instance, one at a time, with progress."""
+        from ..env.images import ImageBuilder
+        from ..errors import BuildError
+
+        console = Console()
+        cfg = _config(config, overrides, mirror_dir)
+        instances = _instances(dataset, split, instance_ids)
+        builder = ImageBuilder(cfg.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
+        failed = 0
+        for number, instance in enumerate(instances, 1):
+            console.print(f"[{number}/{len(instances)}] {instance.instance_id}")
+            started = time.monotonic()
+            try:
+                built = builder.ensure_instance(instance)
+            except BuildError as exc:
+                failed += 1
+                console.print(f"  [red]failed[/]: {exc}", highlight=False)
+                continue
+            console.print(f"  {built.source}: {built.ref.image} ({time.monotonic() - started:.0f} s)")
+        if failed:
+            console.print(f"[red]{failed} of {len(instances)} failed[/]")
+            raise typer.Exit(1)
+
+    @env_app.command("validate")
+    def validate(
+        dataset: str = typer.Option(..., "--dataset", help=DATASET_HELP),
+        instance_ids: str = typer.Option(None, "--instance-ids", help="Comma-separated ids (default: all)."),
+        output: Path = typer.Option(Path("report.json"), "--output", help="Report: instance id -> status and tests."),
+        split: str = typer.Option("test", help="Dataset split (hub datasets)."),
+        mirror_dir: Path = typer.Option(None, "--mirror-dir", help="DIR/<owner>__<repo> git mirrors instead of GitHub."),
+        force: bool = typer.Option(False, help="Regrade instances the report already has."),
+        config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
+        overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+    ) -> None:
+        """Apply each instance's gold patch and grade it. Exit 0 even when some are unresolved."""
+        console = Console()
+        cfg = _config(config, overrides, mirror_dir)
+        instances = _instances(dataset, split, instance_ids)
+        report = _grade(cfg, instances, {i.instance_id: i.patch for i in instances}, output.resolve(), force, console)
+        ids = [i.instance_id for i in instances]
+        console.print(_summary_table("gold patches", report, ids))
+        _print_totals(console, report, ids)
+        console.print(f"report: {output}")
+
+    @app.command("evaluate")
+    def evaluate(
+        predictions: Path = typer.Argument(..., help="SWE-bench predictions (JSONL: instance_id, model_patch)."),
+        dataset: str = typer.Option(..., "--dataset", help=DATASET_HELP),
+        output: Path = typer.Option(None, "--output", help="Report path (default: PREDICTIONS.report.json)."),
+        split: str = typer.Option("test", help="Dataset split (hub datasets)."),
+        mirror_dir: Path = typer.Option(None, "--mirror-dir", help="DIR/<owner>__<repo> git mirrors instead of GitHub."),
+        official: bool = typer.Option(False, "--official", help="Hand the file to swebench's own harness instead."),
+        run_id: str = typer.Option("codemonkeys", help="Run id for --official."),
+        max_workers: int = typer.Option(2, help="Parallel workers for --official."),
+        force: bool = typer.Option(False, help="Regrade instances the report already has."),
+        config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
+        overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+    ) -> None:
+        """Grade a predictions file locally, like the official harness (or with it: --official)."""
+        from ..errors import DataError
+        from ..swebench.instances import load_instances, load_predictions
+
+        console = Console()
+        if official:
+            command = [
+                sys.executable, "-m", "swebench.harness.run_evaluation", "--dataset_name", dataset,
+                "--split", split, "--predictions_path", str(predictions), "--run_id", run_id,
+                "--max_workers", str(max_workers),
+            ]
+            console.print("$ " + " ".join(command), highlight=False)
+            raise typer.Exit(subprocess.call(command))
+        patches = load_predictions(predictions)
+        if not patches:
+            raise DataError(f"{predictions} has no predictions")
+        cfg = _config(config, overrides, mirror_dir)
+        instances = load_instances(dataset, split=split, instance_ids=list(patches))
+        target = (output or predictions.with_name(predictions.stem + ".report.json")).resolve()
+        report = _grade(cfg, instances, patches, target, force, console)
+        ids = [i.instance_id for i in instances]
+        console.print(_summary_table(f"predictions of {predictions.name}", report, ids))
+        _print_totals(console, report, ids)
+        summary = {status: sorted(i for i in ids if report.get(i, {}).get("status") == status) for status in ("resolved", "unresolved", "error")}
+        console.print(f"report: {target}")
+        console.print_json(json.dumps({k: len(v) for k, v in summary.items()}))
