@@ -32,7 +32,7 @@ from codemonkeys.swebench.instances import Instance, load_instances
 DEFAULT_QUOTA = (
     "django/django=6,sympy/sympy=3,pytest-dev/pytest=2,sphinx-doc/sphinx=2,astropy/astropy=1,"
     "scikit-learn/scikit-learn=1,matplotlib/matplotlib=1,pydata/xarray=1,pylint-dev/pylint=1,"
-    "pallets/flask=1,psf/requests=1"
+    "pallets/flask=1,mwaskom/seaborn=1"
 )
 
 

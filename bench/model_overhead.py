@@ -111,8 +111,24 @@ async def our_layer(url: str, calls: int, concurrency: int, run: str, store_dir:
             raise SystemExit(f"ledger does not hold {expected} fresh calls: {rows}")
 
 
-async def bench(url: str, args: argparse.Namespace) -> list[tuple[int, Measure, Measure]]:
-    results = []
+@dataclass(frozen=True)
+class Cell:
+    """One concurrency level: medians of each path, and medians of the paired ratios ours/raw.
+
+    Raw and ours run back to back in each repeat, so a ratio compares runs made
+    under the same machine load; the median of those ratios resists noise from
+    other processes better than the ratio of two medians.
+    """
+
+    concurrency: int
+    raw: Measure
+    ours: Measure
+    wall_ratio: float
+    cpu_ratio: float
+
+
+async def bench(url: str, args: argparse.Namespace) -> list[Cell]:
+    cells = []
     with tempfile.TemporaryDirectory(prefix="cm-bench-") as tmp:
         for concurrency in args.concurrency:
             raws, ours = [], []
@@ -120,8 +136,16 @@ async def bench(url: str, args: argparse.Namespace) -> list[tuple[int, Measure, 
                 run = f"c{concurrency}-r{attempt}"
                 raws.append(await raw_sdk(url, args.calls, concurrency, run))
                 ours.append(await our_layer(url, args.calls, concurrency, run, Path(tmp) / run))
-            results.append((concurrency, _median(raws), _median(ours)))
-    return results
+            cells.append(
+                Cell(
+                    concurrency,
+                    _median(raws),
+                    _median(ours),
+                    statistics.median(o.wall_s / r.wall_s for r, o in zip(raws, ours, strict=True)),
+                    statistics.median(o.cpu_s / r.cpu_s for r, o in zip(raws, ours, strict=True)),
+                )
+            )
+    return cells
 
 
 def _median(measures: list[Measure]) -> Measure:
@@ -130,11 +154,10 @@ def _median(measures: list[Measure]) -> Measure:
     )
 
 
-def report(results: list[tuple[int, Measure, Measure]], args: argparse.Namespace) -> Table:
-    table = Table(
-        title=f"{args.calls} calls, {args.latency * 1000:.0f} ms simulated latency, median of {args.repeat}"
-    )
-    for column in (
+def report(cells: list[Cell], args: argparse.Namespace) -> Table:
+    title = f"{args.calls} calls, {args.latency * 1000:.0f} ms simulated latency, median of {args.repeat}"
+    table = Table(title=title)
+    columns = (
         "concurrency",
         "path",
         "wall s",
@@ -142,20 +165,21 @@ def report(results: list[tuple[int, Measure, Measure]], args: argparse.Namespace
         "CPU ms/call",
         "ours/raw wall",
         "ours/raw CPU",
-    ):
+    )
+    for column in columns:
         table.add_column(column, justify="right")
-    for concurrency, raw, ours in results:
-        ideal = args.calls * args.latency / concurrency
-        for label, measure in (("raw SDK", raw), ("ours", ours)):
-            is_ours = measure is ours
+    for cell in cells:
+        ideal = args.calls * args.latency / cell.concurrency
+        for label, measure in (("raw SDK", cell.raw), ("ours", cell.ours)):
+            is_ours = measure is cell.ours
             table.add_row(
-                str(concurrency),
+                str(cell.concurrency),
                 label,
                 f"{measure.wall_s:.2f}",
                 f"{measure.wall_s / ideal:.2f}",
                 f"{measure.cpu_s / args.calls * 1000:.2f}",
-                f"{ours.wall_s / raw.wall_s:.3f}" if is_ours else "",
-                f"{ours.cpu_s / raw.cpu_s:.3f}" if is_ours else "",
+                f"{cell.wall_ratio:.3f}" if is_ours else "",
+                f"{cell.cpu_ratio:.3f}" if is_ours else "",
             )
     return table
 
@@ -168,8 +192,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is shown")
     args = parser.parse_args()
     with fake_server_process(args.latency) as url:
-        results = asyncio.run(bench(url, args))
-    Console().print(report(results, args))
+        cells = asyncio.run(bench(url, args))
+    Console(width=120).print(report(cells, args))
 
 
 if __name__ == "__main__":

@@ -47,10 +47,21 @@ def fixture_workload(client: object, n_tests: int, n_patches: int) -> Workload:
     names = list(fixture_repo.FUNCTIONS)
     # Patch i rewrites function i; odd ones break it, so test results differ by patch.
     patches = [
-        fixture_repo.calc_patch({names[i % len(names)]: f"({fixture_repo.FUNCTIONS[names[i % len(names)]]}){' + 1' if i % 2 else ''}"})
+        fixture_repo.calc_patch(
+            {
+                names[
+                    i % len(names)
+                ]: f"({fixture_repo.FUNCTIONS[names[i % len(names)]]}){' + 1' if i % 2 else ''}"
+            }
+        )
         for i in range(n_patches)
     ]
-    return Workload(image, fixture_repo.TEST_IDS[:n_tests], patches, lambda test: ["python3", "-m", "unittest", test])
+    return Workload(
+        image,
+        fixture_repo.TEST_IDS[:n_tests],
+        patches,
+        lambda test: ["python3", "-m", "unittest", test],
+    )
 
 
 def instance_workload(image: str, instance_id: str, n_tests: int, n_patches: int) -> Workload:
@@ -63,7 +74,11 @@ def instance_workload(image: str, instance_id: str, n_tests: int, n_patches: int
     for preds in sorted((DATA / "submissions" / "verified").glob("*/all_preds.jsonl")):
         for line in preds.open():
             pred = json.loads(line)
-            if pred["instance_id"] == instance_id and pred.get("model_patch") and pred["model_patch"] not in patches:
+            if (
+                pred["instance_id"] == instance_id
+                and pred.get("model_patch")
+                and pred["model_patch"] not in patches
+            ):
                 patches.append(pred["model_patch"])
     test_cmd = MAP_REPO_VERSION_TO_SPECS[row["repo"]][row["version"]]["test_cmd"]
     test_cmd = test_cmd if isinstance(test_cmd, str) else " && ".join(test_cmd)
@@ -127,14 +142,28 @@ async def main(argv: Sequence[str] | None = None) -> int:
         fresh_s = time.monotonic() - started
     finally:
         factory.close()
-    print(f"image {work.image}: {len(work.tests)} tests x {len(work.patches)} patches = {runs} runs")
+    print(
+        f"image {work.image}: {len(work.tests)} tests x {len(work.patches)} patches = {runs} runs"
+    )
     print(f"exit codes: {sorted(set(map(str, reused)))}; both modes agree: {reused == fresh}")
     print(
         table(
             [
                 ("mode", "containers", "runs", "wall s", "ms/run"),
-                ("reused (1 per patch)", str(len(work.patches)), str(runs), f"{reused_s:.1f}", f"{1000 * reused_s / runs:.0f}"),
-                ("fresh (1 per run)", str(runs), str(runs), f"{fresh_s:.1f}", f"{1000 * fresh_s / runs:.0f}"),
+                (
+                    "reused (1 per patch)",
+                    str(len(work.patches)),
+                    str(runs),
+                    f"{reused_s:.1f}",
+                    f"{1000 * reused_s / runs:.0f}",
+                ),
+                (
+                    "fresh (1 per run)",
+                    str(runs),
+                    str(runs),
+                    f"{fresh_s:.1f}",
+                    f"{1000 * fresh_s / runs:.0f}",
+                ),
             ]
         )
     )

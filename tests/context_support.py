@@ -8,9 +8,11 @@ from pathlib import Path
 
 import git
 
+from codemonkeys.config import ContextConfig
 from codemonkeys.context.files import FunctionTokenizer
-from codemonkeys.context.ranking import render_ranking
-from codemonkeys.context.relevance import RelevanceAnswer, render_answer
+from codemonkeys.context.ranking import RankingPrompt, render_ranking
+from codemonkeys.context.relevance import RelevanceAnswer, RelevancePrompt, render_answer
+from codemonkeys.context.stage import ContextStage, ProgressEvent
 from codemonkeys.llm.gateway import Gateway
 from codemonkeys.llm.pricing import PriceTable
 from codemonkeys.llm.scripted import ScriptedModel
@@ -43,7 +45,9 @@ LIBRARY: dict[str, str | bytes] = {
 ISSUE = "parse_date crashes on dates with a time part, e.g. '2020-01-02T10:00'."
 
 
-def commit_files(repo_dir: Path, files: Mapping[str, str | bytes | None], message: str = "change") -> str:
+def commit_files(
+    repo_dir: Path, files: Mapping[str, str | bytes | None], message: str = "change"
+) -> str:
     """Write (or delete, for ``None``) files in ``repo_dir`` (created if needed) and commit; returns the sha."""
     if not (repo_dir / ".git").exists():
         repo_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +117,9 @@ def ranking_in_order(order: list[str]) -> Callable[[ChatRequest], str]:
 
     def reply(request: ChatRequest) -> str:
         given = ranked_paths(request)
-        return render_ranking([p for p in order if p in given] + [p for p in given if p not in order])
+        return render_ranking(
+            [p for p in order if p in given] + [p for p in given if p not in order]
+        )
 
     return reply
 
@@ -132,3 +138,19 @@ class Models:
 
     def gateway(self, stage: str, instance_id: str | None = None) -> Gateway:
         return self._gateways[stage]
+
+
+def make_stage(
+    store: RunStore, models: Models, events: list[ProgressEvent] | None = None, **config: object
+) -> ContextStage:
+    tokenizer, _ = counting_tokenizer()
+    return ContextStage(
+        config=ContextConfig(max_file_tokens=1000, **config),  # type: ignore[arg-type]
+        models=models,
+        store=store,
+        relevance_prompt=RelevancePrompt.load(max_tokens=200, temperature=0.0),
+        ranking_prompt=RankingPrompt.load(max_tokens=200, temperature=0.0),
+        tokenizer=tokenizer,
+        pack_tokenizer=counting_tokenizer("pack-words")[0],
+        progress=events.append if events is not None else None,
+    )

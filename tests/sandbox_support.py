@@ -1,5 +1,8 @@
 """Fixtures shared by the sandbox tests: real Docker images, a real bwrap environment.
 
+Import them under any alias (``from sandbox_support import docker_client as _``):
+each fixture declares its name, so pytest registers it as that name.
+
 Docker tests skip only when no daemon answers, bwrap tests only when bwrap
 cannot run; a failing image build is a failure, not a skip.
 """
@@ -19,7 +22,7 @@ from codemonkeys.sandbox.base import EnvironmentRef, SandboxFactory
 from codemonkeys.sandbox.fixture_repo import make_repo
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", name="docker_client")
 def docker_client():  # type: ignore[no-untyped-def]
     from codemonkeys.sandbox.docker_backend import connect
 
@@ -29,7 +32,7 @@ def docker_client():  # type: ignore[no-untyped-def]
         pytest.skip(f"no Docker daemon answers: {exc}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", name="fixture_image")
 def fixture_image(docker_client) -> str:  # type: ignore[no-untyped-def]
     """codemonkeys/base + a pyenv CPython + the fixture repo at /testbed (built once)."""
     from codemonkeys.sandbox.baseimage import ensure_test_image
@@ -38,7 +41,7 @@ def fixture_image(docker_client) -> str:  # type: ignore[no-untyped-def]
     return ensure_fixture_image(docker_client, ensure_test_image(docker_client))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", name="bwrap_root")
 def bwrap_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An environment directory for bubblewrap: ``<root>/testbed`` is the fixture repo."""
     from codemonkeys.sandbox.bwrap_backend import bwrap_available
@@ -52,7 +55,9 @@ def bwrap_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def bwrap_env(root: Path) -> EnvironmentRef:
-    return EnvironmentRef(key="fixture", root=str(root), python=str(Path(sys.base_prefix) / "bin" / "python3"))
+    return EnvironmentRef(
+        key="fixture", root=str(root), python=str(Path(sys.base_prefix) / "bin" / "python3")
+    )
 
 
 @dataclass
@@ -63,10 +68,11 @@ class Backend:
 
 
 @pytest.fixture(
+    name="backend",
     params=[
         pytest.param("docker", marks=pytest.mark.docker),
         pytest.param("bwrap", marks=pytest.mark.bwrap),
-    ]
+    ],
 )
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Each shared behaviour test runs once on Docker and once on bubblewrap."""

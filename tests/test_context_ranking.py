@@ -62,7 +62,12 @@ def test_malformed_rankings_are_parse_errors(text: str, message: str) -> None:
 
 
 def test_missing_paths_are_appended_in_fallback_order() -> None:
-    assert complete_ranking(["c.py", "zzz.py", "a/y.py"], PATHS) == ["c.py", "a/y.py", "a/x.py", "b/z.py"]
+    assert complete_ranking(["c.py", "zzz.py", "a/y.py"], PATHS) == [
+        "c.py",
+        "a/y.py",
+        "a/x.py",
+        "b/z.py",
+    ]
 
 
 def test_merge_by_mean_relative_rank() -> None:
@@ -80,8 +85,14 @@ def test_merge_by_mean_relative_rank() -> None:
 
 
 def test_merge_ties_and_no_rankings_follow_the_fallback() -> None:
-    assert merge_rankings([["c.py", "a/x.py"], ["a/x.py", "c.py"]], ["a/x.py", "c.py"]) == ["a/x.py", "c.py"]
-    assert merge_rankings([["c.py", "a/x.py"], ["a/x.py", "c.py"]], ["c.py", "a/x.py"]) == ["c.py", "a/x.py"]
+    assert merge_rankings([["c.py", "a/x.py"], ["a/x.py", "c.py"]], ["a/x.py", "c.py"]) == [
+        "a/x.py",
+        "c.py",
+    ]
+    assert merge_rankings([["c.py", "a/x.py"], ["a/x.py", "c.py"]], ["c.py", "a/x.py"]) == [
+        "c.py",
+        "a/x.py",
+    ]
     assert merge_rankings([], PATHS) == PATHS
     assert merge_rankings([["c.py"]], ["c.py"]) == ["c.py"]
     assert merge_rankings([], []) == []
@@ -89,20 +100,30 @@ def test_merge_ties_and_no_rankings_follow_the_fallback() -> None:
 
 def test_ranking_requests_differ_only_by_sample_and_cache_the_summaries() -> None:
     prompt = RankingPrompt.load(max_tokens=500, temperature=0.0)
-    items = [RankingItem("a/x.py", 120, "Defines x.\nUsed by y."), RankingItem("c.py", 40, "Constants.")]
+    items = [
+        RankingItem("a/x.py", 120, "Defines x.\nUsed by y."),
+        RankingItem("c.py", 40, "Constants."),
+    ]
     first = prompt.request("the issue", items, 1000, 0)
     second = prompt.request("the issue", items, 1000, 1)
     assert first.messages == second.messages and first.system == second.system
     assert first.key("m") != second.key("m")
     (body,) = first.messages
     assert body.cache and first.system_cache
-    assert body.content.index("the issue") < body.content.index('<file path="a/x.py" tokens="120">\nDefines x.\nUsed by y.\n</file>')
+    assert body.content.index("the issue") < body.content.index(
+        '<file path="a/x.py" tokens="120">\nDefines x.\nUsed by y.\n</file>'
+    )
     assert "budget is 1000 tokens" in body.content
     assert "Rank all 2 files" in body.content
 
 
 def test_packing_skips_a_file_that_does_not_fit_and_continues() -> None:
-    ranked = [PackItem("big.py", 60), PackItem("huge.py", 500), PackItem("mid.py", 30), PackItem("small.py", 10)]
+    ranked = [
+        PackItem("big.py", 60),
+        PackItem("huge.py", 500),
+        PackItem("mid.py", 30),
+        PackItem("small.py", 10),
+    ]
     packing = pack(ranked, 100)
     assert [i.path for i in packing.included] == ["big.py", "mid.py", "small.py"]
     assert [i.path for i in packing.skipped] == ["huge.py"]

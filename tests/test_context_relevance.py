@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from codemonkeys.context.asking import AnswerUnreadable, ask
-from codemonkeys.context.relevance import RelevanceAnswer, RelevancePrompt, parse_answer, render_answer
+from codemonkeys.context.relevance import (
+    RelevanceAnswer,
+    RelevancePrompt,
+    parse_answer,
+    render_answer,
+)
 from codemonkeys.context.templates import load_template, prompt_version
 from codemonkeys.errors import ParseError, ProviderError
 from codemonkeys.llm.gateway import Gateway
@@ -17,7 +22,10 @@ from codemonkeys.store import RunStore
 ANSWERS = [
     RelevanceAnswer(False),
     RelevanceAnswer(True, "Defines `parse_date`, which the issue is about."),
-    RelevanceAnswer(True, "Line one.\n\n  - a bullet with <angle> brackets & {braces}\n  - `code()` and unicode: é ü 日本\nlast line"),
+    RelevanceAnswer(
+        True,
+        "Line one.\n\n  - a bullet with <angle> brackets & {braces}\n  - `code()` and unicode: é ü 日本\nlast line",
+    ),
     RelevanceAnswer(False, "Only tangentially related:\nit imports the module."),
 ]
 
@@ -29,12 +37,18 @@ def test_round_trip(answer: RelevanceAnswer) -> None:
 
 @pytest.mark.parametrize("answer", ANSWERS)
 def test_round_trip_with_reasoning_and_noise(answer: RelevanceAnswer) -> None:
-    text = "Let me look at the imports first.\nThe function is used by the parser.\n\n" + render_answer(answer) + "\n"
+    text = (
+        "Let me look at the imports first.\nThe function is used by the parser.\n\n"
+        + render_answer(answer)
+        + "\n"
+    )
     assert parse_answer(text) == answer
 
 
 def test_lenient_on_case_and_spacing() -> None:
-    assert parse_answer("<RELEVANT> Yes </RELEVANT><Summary>  s  </Summary>") == RelevanceAnswer(True, "s")
+    assert parse_answer("<RELEVANT> Yes </RELEVANT><Summary>  s  </Summary>") == RelevanceAnswer(
+        True, "s"
+    )
     assert parse_answer("<relevant>\nno\n</relevant>") == RelevanceAnswer(False)
     assert parse_answer("<relevant>not   relevant</relevant>") == RelevanceAnswer(False)
 
@@ -82,11 +96,20 @@ def test_prompt_version_is_the_template_text_hash() -> None:
 
 
 async def test_malformed_answer_is_reasked_once_with_the_error(run_store: RunStore) -> None:
-    model = ScriptedModel(["I think it is relevant.", "<relevant>yes</relevant>\n<summary>\nfixed\n</summary>"])
+    model = ScriptedModel(
+        ["I think it is relevant.", "<relevant>yes</relevant>\n<summary>\nfixed\n</summary>"]
+    )
     gateway = Gateway(model, run_store, PriceTable({}))
     prompt = RelevancePrompt.load(max_tokens=100, temperature=0.0)
     request = prompt.request("issue", "a.py", "x = 1")
-    answer = await ask(gateway, request, CallTag("relevance", "i1"), parse_answer, reasks=1, reask_prompt=prompt.reask)
+    answer = await ask(
+        gateway,
+        request,
+        CallTag("relevance", "i1"),
+        parse_answer,
+        reasks=1,
+        reask_prompt=prompt.reask,
+    )
     assert answer.value == RelevanceAnswer(True, "fixed") and answer.attempts == 2
     second = model.calls[1].request
     assert second.messages[:2] == request.messages
@@ -100,8 +123,14 @@ async def test_unreadable_after_reasks_carries_every_answer(run_store: RunStore)
     gateway = Gateway(model, run_store, PriceTable({}))
     prompt = RelevancePrompt.load(max_tokens=100, temperature=0.0)
     with pytest.raises(AnswerUnreadable) as caught:
-        await ask(gateway, prompt.request("i", "a.py", "x"), CallTag("relevance"), parse_answer, reasks=1,
-                  reask_prompt=prompt.reask)
+        await ask(
+            gateway,
+            prompt.request("i", "a.py", "x"),
+            CallTag("relevance"),
+            parse_answer,
+            reasks=1,
+            reask_prompt=prompt.reask,
+        )
     assert caught.value.answers == ["nope", ""]
     assert caught.value.usage.output_tokens > 0
     assert model.remaining == 1  # re-asked once, not more
@@ -113,5 +142,11 @@ async def test_provider_errors_pass_through_without_reasking(run_store: RunStore
     gateway = Gateway(model, run_store, PriceTable({}))
     prompt = RelevancePrompt.load(max_tokens=100, temperature=0.0)
     with pytest.raises(ProviderError):
-        await ask(gateway, prompt.request("i", "a.py", "x"), CallTag("relevance"), parse_answer, reasks=3,
-                  reask_prompt=prompt.reask)
+        await ask(
+            gateway,
+            prompt.request("i", "a.py", "x"),
+            CallTag("relevance"),
+            parse_answer,
+            reasks=3,
+            reask_prompt=prompt.reask,
+        )

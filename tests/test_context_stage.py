@@ -5,17 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codemonkeys.config import ContextConfig
-from codemonkeys.context.batch import run_many
-from codemonkeys.context.ranking import RankingPrompt, render_ranking
-from codemonkeys.context.relevance import RelevancePrompt
-from codemonkeys.context.result import load_result
-from codemonkeys.context.stage import PACK_OVERHEAD_TOKENS, ContextStage, ContextTask, ProgressEvent
-from codemonkeys.errors import ProviderError
-from codemonkeys.llm.scripted import ScriptedModel
-from codemonkeys.llm.types import ChatRequest
-from codemonkeys.store import RunStore
-
 from context_support import (
     ISSUE,
     LIBRARY,
@@ -24,30 +13,30 @@ from context_support import (
     counting_tokenizer,
     file_path,
     make_repo,
+    make_stage,
     ranked_paths,
     ranking_in_order,
     relevance_by_path,
 )
 
-SUMMARIES = {"pkg/dates.py": "Defines parse_date,\nwhich splits on '-'.", "pkg/formats.py": "Calls parse_date in iso()."}
+from codemonkeys.context.batch import run_many
+from codemonkeys.context.gitread import GitObjects
+from codemonkeys.context.ranking import render_ranking
+from codemonkeys.context.result import load_result, read_packed
+from codemonkeys.context.stage import PACK_OVERHEAD_TOKENS, ContextTask, ProgressEvent
+from codemonkeys.errors import ProviderError
+from codemonkeys.llm.scripted import ScriptedModel
+from codemonkeys.llm.types import ChatRequest
+from codemonkeys.store import RunStore
+
+SUMMARIES = {
+    "pkg/dates.py": "Defines parse_date,\nwhich splits on '-'.",
+    "pkg/formats.py": "Calls parse_date in iso().",
+}
 
 
 def words(path: str) -> int:
     return len(str(LIBRARY[path]).split())
-
-
-def make_stage(store: RunStore, models: Models, events: list[ProgressEvent] | None = None, **config: object) -> ContextStage:
-    tokenizer, _ = counting_tokenizer()
-    return ContextStage(
-        config=ContextConfig(max_file_tokens=1000, **config),  # type: ignore[arg-type]
-        models=models,
-        store=store,
-        relevance_prompt=RelevancePrompt.load(max_tokens=200, temperature=0.0),
-        ranking_prompt=RankingPrompt.load(max_tokens=200, temperature=0.0),
-        tokenizer=tokenizer,
-        pack_tokenizer=counting_tokenizer("pack-words")[0],
-        progress=events.append if events is not None else None,
-    )
 
 
 class Flaky:
@@ -75,11 +64,17 @@ def rankings(request: ChatRequest) -> str:
     return ranking_in_order(["pkg/formats.py", "pkg/dates.py"])(request)
 
 
-async def test_one_instance_with_parse_failures_errors_and_reasks(tmp_path: Path, run_store: RunStore) -> None:
+async def test_one_instance_with_parse_failures_errors_and_reasks(
+    tmp_path: Path, run_store: RunStore
+) -> None:
     commit = make_repo(tmp_path / "repo")
     run_store.add_instance("i1", "o/pkg", {})
     flaky = Flaky()
-    models = Models(run_store, ScriptedModel(flaky, name="scripted:rel"), ScriptedModel(rankings, name="scripted:rank"))
+    models = Models(
+        run_store,
+        ScriptedModel(flaky, name="scripted:rel"),
+        ScriptedModel(rankings, name="scripted:rank"),
+    )
     events: list[ProgressEvent] = []
     stage = make_stage(run_store, models, events)
     task = ContextTask("i1", ISSUE, tmp_path / "repo", commit[:12])
@@ -87,17 +82,29 @@ async def test_one_instance_with_parse_failures_errors_and_reasks(tmp_path: Path
     result = await stage.run(task)
 
     assert result.base_commit == commit
-    assert result.files == 6 and [s["path"] for s in result.skipped] == ["pkg/blob.py", "pkg/huge.py"]
+    assert result.files == 6 and [s["path"] for s in result.skipped] == [
+        "pkg/blob.py",
+        "pkg/huge.py",
+    ]
     assert result.relevant == ["pkg/dates.py", "pkg/formats.py"]
     assert result.parse_failures == ["pkg/util.py"]
-    assert [e["path"] for e in result.errors] == ["docs/conf.py"] and "infra" in result.errors[0]["error"]
+    (error,) = result.errors
+    assert error["path"] == "docs/conf.py" and error["error"].startswith("infra: ")
     assert len(result.rankings) == 2 and len(result.ranking_failures) == 1
     assert "names none" in result.ranking_failures[0]
     assert result.ranked == ["pkg/formats.py", "pkg/dates.py"]
     assert result.included_paths == ["pkg/formats.py", "pkg/dates.py"]
-    assert result.packed_tokens == words("pkg/formats.py") + words("pkg/dates.py") + 2 * PACK_OVERHEAD_TOKENS
+    assert (
+        result.packed_tokens
+        == words("pkg/formats.py") + words("pkg/dates.py") + 2 * PACK_OVERHEAD_TOKENS
+    )
     assert not result.complete
     assert load_result(run_store, "i1") == result
+    with GitObjects(tmp_path / "repo") as objects:
+        assert read_packed(result, objects) == [
+            ("pkg/formats.py", LIBRARY["pkg/formats.py"]),
+            ("pkg/dates.py", LIBRARY["pkg/dates.py"]),
+        ]
     assert run_store.instance_states()[0]["status"] == "incomplete"
 
     decisions = {d.path: d for d in run_store.context_decisions("i1")}
@@ -105,7 +112,10 @@ async def test_one_instance_with_parse_failures_errors_and_reasks(tmp_path: Path
     assert util.status == "parse_failure" and util.relevant is None  # never silently "not relevant"
     assert json.loads(util.detail or "")["answers"] == ["It might be relevant, hard to say."] * 2
     assert decisions["pkg/dates.py"].summary == SUMMARIES["pkg/dates.py"]
-    assert decisions["pkg/__init__.py"].relevant is False and decisions["pkg/__init__.py"].status == "scored"
+    assert (
+        decisions["pkg/__init__.py"].relevant is False
+        and decisions["pkg/__init__.py"].status == "scored"
+    )
     assert decisions["docs/conf.py"].status == "error"
     # 6 files, one re-asked, one failing; ranking: 1 + 2 (one re-ask) + 3 (two re-asks).
     assert len(models.relevance.calls) == 7
@@ -128,13 +138,24 @@ async def test_one_instance_with_parse_failures_errors_and_reasks(tmp_path: Path
     assert run_store.instance_states()[0]["status"] == "done"
 
 
-async def test_budget_skips_a_file_that_does_not_fit_and_packs_the_next(tmp_path: Path, run_store: RunStore) -> None:
+async def test_budget_skips_a_file_that_does_not_fit_and_packs_the_next(
+    tmp_path: Path, run_store: RunStore
+) -> None:
     make_repo(tmp_path / "repo")
     big = "word " * 200
     commit = commit_files(tmp_path / "repo", {"pkg/big.py": big})
-    relevant = {**SUMMARIES, "pkg/big.py": "big", "pkg/util.py": "clamp", "pkg/__init__.py": "docstring"}
+    relevant = {
+        **SUMMARIES,
+        "pkg/big.py": "big",
+        "pkg/util.py": "clamp",
+        "pkg/__init__.py": "docstring",
+    }
     order = ["pkg/dates.py", "pkg/big.py", "pkg/util.py", "pkg/__init__.py", "pkg/formats.py"]
-    models = Models(run_store, ScriptedModel(relevance_by_path(relevant)), ScriptedModel(ranking_in_order(order)))
+    models = Models(
+        run_store,
+        ScriptedModel(relevance_by_path(relevant)),
+        ScriptedModel(ranking_in_order(order)),
+    )
     fits = ["pkg/dates.py", "pkg/util.py", "pkg/__init__.py"]
     budget = sum(words(p) for p in fits) + 3 * PACK_OVERHEAD_TOKENS + 10
     stage = make_stage(run_store, models, budget_tokens=budget, ranking_runs=2)
@@ -156,7 +177,9 @@ async def test_adding_instances_of_the_same_repo_reuses_scores_and_token_counts(
     repo = tmp_path / "repo"
     first = make_repo(repo)
     second = commit_files(repo, {"pkg/util.py": "def clamp(x):\n    return x\n"})
-    models = Models(run_store, ScriptedModel(relevance_by_path(SUMMARIES)), ScriptedModel(ranking_in_order([])))
+    models = Models(
+        run_store, ScriptedModel(relevance_by_path(SUMMARIES)), ScriptedModel(ranking_in_order([]))
+    )
     tokenizer, seen = counting_tokenizer()
     stage = make_stage(run_store, models)
     stage.tokenizer = tokenizer
@@ -170,17 +193,27 @@ async def test_adding_instances_of_the_same_repo_reuses_scores_and_token_counts(
 
     assert [o.result is not None for o in outcomes] == [True, True]
     new_paths = [file_path(c.request) for c in models.relevance.calls[calls_after_a:]]
-    assert sorted(new_paths) == sorted(p for p in outcomes[1].result.relevant + [  # type: ignore[union-attr]
-        "docs/conf.py", "pkg/__init__.py", "pkg/test/helpers.py", "pkg/util.py"
-    ])  # instance a: no call at all; instance b: each of its files once
+    # Instance a: no call at all; instance b: each of its six files once.
+    assert sorted(new_paths) == [
+        "docs/conf.py",
+        "pkg/__init__.py",
+        "pkg/dates.py",
+        "pkg/formats.py",
+        "pkg/test/helpers.py",
+        "pkg/util.py",
+    ]
     assert len(seen) - tokenized_after_a == 1  # only the changed pkg/util.py was tokenized again
     assert {d.instance_id for d in run_store.context_decisions("b")} == {"b"}
 
 
-async def test_a_failing_instance_does_not_stop_the_others(tmp_path: Path, run_store: RunStore) -> None:
+async def test_a_failing_instance_does_not_stop_the_others(
+    tmp_path: Path, run_store: RunStore
+) -> None:
     commit = make_repo(tmp_path / "repo")
     run_store.add_instance("bad", "o/pkg", {})
-    models = Models(run_store, ScriptedModel(relevance_by_path(SUMMARIES)), ScriptedModel(ranking_in_order([])))
+    models = Models(
+        run_store, ScriptedModel(relevance_by_path(SUMMARIES)), ScriptedModel(ranking_in_order([]))
+    )
     stage = make_stage(run_store, models)
     good = ContextTask("good", ISSUE, tmp_path / "repo", commit)
     bad = ContextTask("bad", ISSUE, tmp_path / "repo", "f" * 40)
@@ -189,17 +222,29 @@ async def test_a_failing_instance_does_not_stop_the_others(tmp_path: Path, run_s
     assert "is not in" in (outcomes[0].failure or "")
     assert outcomes[1].result is not None and outcomes[1].result.relevant == sorted(SUMMARIES)
     state = run_store.instance_states()[0]
-    assert (state["instance_id"], state["status"], state["failure_kind"]) == ("bad", "failed", "infra")
+    assert [state["instance_id"], state["status"], state["failure_kind"]] == [
+        "bad",
+        "failed",
+        "infra",
+    ]
 
 
 async def test_no_relevant_file_needs_no_ranking_call(tmp_path: Path, run_store: RunStore) -> None:
     commit = make_repo(tmp_path / "repo")
     models = Models(run_store, ScriptedModel(relevance_by_path({})), ScriptedModel([]))
-    result = await make_stage(run_store, models).run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
+    result = await make_stage(run_store, models).run(
+        ContextTask("i", ISSUE, tmp_path / "repo", commit)
+    )
     assert result.relevant == [] and result.included == [] and result.complete
     assert models.ranking.calls == []
     one = {"pkg/dates.py": "the one"}
     # Another model name: the same request to the first model would be answered from the response cache.
-    models = Models(run_store, ScriptedModel(relevance_by_path(one), name="scripted:other"), ScriptedModel([render_ranking(["x"])]))
-    result = await make_stage(run_store, models).run(ContextTask("j", ISSUE, tmp_path / "repo", commit))
+    models = Models(
+        run_store,
+        ScriptedModel(relevance_by_path(one), name="scripted:other"),
+        ScriptedModel([render_ranking(["x"])]),
+    )
+    result = await make_stage(run_store, models).run(
+        ContextTask("j", ISSUE, tmp_path / "repo", commit)
+    )
     assert result.included_paths == ["pkg/dates.py"] and models.ranking.calls == []

@@ -8,12 +8,16 @@ import socket
 import textwrap
 
 import pytest
+from sandbox_support import Backend
+from sandbox_support import backend as _backend  # noqa: F401
+from sandbox_support import bwrap_root as _bwrap_root  # noqa: F401
+from sandbox_support import docker_client as _docker_client  # noqa: F401
+from sandbox_support import fixture_image as _fixture_image  # noqa: F401
 
 from codemonkeys.config import SandboxConfig
 from codemonkeys.errors import EditApplyError, SandboxError, SandboxFileNotFoundError
 from codemonkeys.sandbox import patching
 from codemonkeys.sandbox.fixture_repo import IGNORED_ARTIFACT, TEST_IDS, calc_patch
-from sandbox_support import Backend, backend, bwrap_root, docker_client, fixture_image  # noqa: F401
 
 CONFIG = SandboxConfig(output_limit_bytes=4000, command_timeout_s=60)
 
@@ -36,7 +40,8 @@ def _host_sleepers() -> list[str]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmd = handle.read().split(b"\0")
         except OSError:
             continue
         if cmd[:2] == [b"sleep", b"987"]:
@@ -62,7 +67,9 @@ async def test_argv_reaches_the_command_untouched(backend: Backend) -> None:
     async with backend.make(CONFIG).sandbox(backend.env) as sb:
         result = await sb.exec(["printf", "%s|", *tricky])
         assert result.output == "|".join(tricky) + "|"
-        env_and_dir = await sb.exec(["sh", "-c", 'echo "$FOO"; pwd'], env={"FOO": "bar baz"}, workdir="/tmp")
+        env_and_dir = await sb.exec(
+            ["sh", "-c", 'echo "$FOO"; pwd'], env={"FOO": "bar baz"}, workdir="/tmp"
+        )
         assert env_and_dir.output == "bar baz\n/tmp\n"
 
 
@@ -122,10 +129,14 @@ async def test_no_network_not_even_the_hosts_loopback(backend: Backend) -> None:
 
 async def test_memory_limit_is_enforced(backend: Backend) -> None:
     config = SandboxConfig(memory="256m", command_timeout_s=60)
-    script = "b = bytearray(768 * 1024 * 1024)\nb[::4096] = b'x' * len(b[::4096])\nprint('ALLOCATED')"
+    script = (
+        "b = bytearray(768 * 1024 * 1024)\nb[::4096] = b'x' * len(b[::4096])\nprint('ALLOCATED')"
+    )
     async with backend.make(config).sandbox(backend.env) as sb:
         result = await sb.exec(["python3", "-c", script])
-        small = await sb.exec(["python3", "-c", "b = bytearray(32 * 1024 * 1024); print('SMALL OK')"])
+        small = await sb.exec(
+            ["python3", "-c", "b = bytearray(32 * 1024 * 1024); print('SMALL OK')"]
+        )
     assert result.exit_code != 0
     assert "ALLOCATED" not in result.output
     assert small.output.strip() == "SMALL OK"
@@ -195,7 +206,9 @@ async def test_apply_patch_clean_fuzzy_and_failing(backend: Backend) -> None:
         readme_hunk = (
             "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-edited before the patch\n+patched\n"
         )
-        broken_hunk = calc_patch({"mul": "a * b * 1"}).replace("-    return a * b", "-    return a ** b ** b")
+        broken_hunk = calc_patch({"mul": "a * b * 1"}).replace(
+            "-    return a * b", "-    return a ** b ** b"
+        )
         with pytest.raises(EditApplyError) as caught:
             await sb.apply_patch(readme_hunk + broken_hunk)
         assert "git apply" in str(caught.value) and "patch --fuzz=3" in str(caught.value)
@@ -205,7 +218,9 @@ async def test_apply_patch_clean_fuzzy_and_failing(backend: Backend) -> None:
         assert leftovers.output == ""
 
         with pytest.raises(EditApplyError):
-            await sb.apply_patch("--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n")
+            await sb.apply_patch(
+                "--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n"
+            )
         with pytest.raises(EditApplyError):
             await sb.apply_patch("this is not a diff\n")
 
@@ -249,7 +264,9 @@ async def test_sandboxes_are_isolated_from_each_other(backend: Backend) -> None:
         await one.write_file("only_in_one.txt", "1\n")
         with pytest.raises(SandboxFileNotFoundError):
             await two.read_file("only_in_one.txt")
-        results = await asyncio.gather(*(sb.exec(["python3", "-m", "unittest", *TEST_IDS]) for sb in (one, two)))
+        results = await asyncio.gather(
+            *(sb.exec(["python3", "-m", "unittest", *TEST_IDS]) for sb in (one, two))
+        )
         assert [r.exit_code for r in results] == [0, 0]
 
 

@@ -26,7 +26,10 @@ Components: main
 
 
 def test_mirror_from_deb822_sources() -> None:
-    assert find_apt_mirror({"/etc/apt/sources.list.d/debian.sources": DEB822}, "bookworm") == "http://mirror.example/debian"
+    assert (
+        find_apt_mirror({"/etc/apt/sources.list.d/debian.sources": DEB822}, "bookworm")
+        == "http://mirror.example/debian"
+    )
 
 
 def test_mirror_from_one_line_sources_skips_other_suites_and_deb_src() -> None:
@@ -36,7 +39,9 @@ def test_mirror_from_one_line_sources_skips_other_suites_and_deb_src() -> None:
         "deb http://sec.example/debian-security bookworm-security main\n"
         "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main contrib\n"
     )
-    assert find_apt_mirror({"/etc/apt/sources.list": text}, "bookworm") == "http://one.example/debian"
+    assert (
+        find_apt_mirror({"/etc/apt/sources.list": text}, "bookworm") == "http://one.example/debian"
+    )
 
 
 def test_disabled_stanzas_and_missing_suites() -> None:
@@ -49,7 +54,9 @@ def test_disabled_stanzas_and_missing_suites() -> None:
 
 def _write_recipe(folder: Path, packages: str) -> None:
     (folder / "base" / "rootfs" / "etc").mkdir(parents=True, exist_ok=True)
-    (folder / "base" / "recipe.toml").write_text(f'suite = "bookworm"\npackages = [{packages}]\n[env]\nLANG = "C.UTF-8"\n')
+    (folder / "base" / "recipe.toml").write_text(
+        f'suite = "bookworm"\npackages = [{packages}]\n[env]\nLANG = "C.UTF-8"\n'
+    )
     (folder / "base" / "rootfs" / "etc" / "gitconfig").write_text("[user]\n")
 
 
@@ -78,10 +85,21 @@ def test_recipe_refuses_odd_package_names(tmp_path: Path) -> None:
 
 def test_shipped_recipe_has_what_sandboxes_and_pyenv_pythons_need() -> None:
     recipe = load_recipe()
-    for package in ("git", "patch", "ca-certificates", "libssl3", "libffi8", "zlib1g", "libsqlite3-0", "tzdata"):
+    for package in (
+        "git",
+        "patch",
+        "ca-certificates",
+        "libssl3",
+        "libffi8",
+        "zlib1g",
+        "libsqlite3-0",
+        "tzdata",
+    ):
         assert package in recipe.packages
 
 
 def test_process_start_time_survives_odd_command_names() -> None:
-    stat = "1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10"
+    stat = (
+        "1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10"
+    )
     assert parse_start_time(stat) == "987654"

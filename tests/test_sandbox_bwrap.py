@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from sandbox_support import bwrap_env
+from sandbox_support import bwrap_root as _bwrap_root  # noqa: F401
 
 from codemonkeys.config import SandboxConfig
 from codemonkeys.errors import SandboxError
 from codemonkeys.sandbox.bwrap_backend import BubblewrapSandboxFactory, parse_size
-from sandbox_support import bwrap_env, bwrap_root  # noqa: F401
 
 pytestmark = pytest.mark.bwrap
 
@@ -24,15 +29,31 @@ def config(tmp_path: Path) -> SandboxConfig:
     return SandboxConfig(command_timeout_s=60, work_dir=work)
 
 
+def _processes() -> str:
+    """The command lines of every process on the host."""
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+
+
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
-async def test_nothing_outside_the_private_tree_is_writable(bwrap_root: Path, config: SandboxConfig, tmp_path: Path) -> None:
+async def test_nothing_outside_the_private_tree_is_writable(
+    bwrap_root: Path, config: SandboxConfig, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     before = _tree(bwrap_root)
-    targets = [str(outside / "f"), "/usr/f", "/etc/f", "/f", str(bwrap_root / "testbed" / "f"), str(bwrap_root / "f")]
+    targets = [
+        str(outside / "f"),
+        "/usr/f",
+        "/etc/f",
+        "/f",
+        str(bwrap_root / "testbed" / "f"),
+        str(bwrap_root / "f"),
+    ]
     async with BubblewrapSandboxFactory(config).sandbox(bwrap_env(bwrap_root)) as sb:
         for target in targets:
             result = await sb.exec(["sh", "-c", 'echo x > "$1"', "sh", target])
@@ -56,15 +77,18 @@ async def test_commands_run_unprivileged(bwrap_root: Path, config: SandboxConfig
     assert result.output.split()[-1] == "0000000000000000"
 
 
-async def test_timeout_kills_processes_that_left_the_session(bwrap_root: Path, config: SandboxConfig) -> None:
+async def test_timeout_kills_processes_that_left_the_session(
+    bwrap_root: Path, config: SandboxConfig
+) -> None:
     async with BubblewrapSandboxFactory(config).sandbox(bwrap_env(bwrap_root)) as sb:
         result = await sb.exec(["sh", "-c", "setsid sleep 986 & sleep 986"], timeout_s=1)
     assert result.timed_out
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    assert "sleep 986" not in ps.stdout
+    assert "sleep 986" not in _processes()
 
 
-async def test_private_tree_removed_on_exit_exception_and_cancel(bwrap_root: Path, config: SandboxConfig) -> None:
+async def test_private_tree_removed_on_exit_exception_and_cancel(
+    bwrap_root: Path, config: SandboxConfig
+) -> None:
     assert config.work_dir is not None
     factory = BubblewrapSandboxFactory(config)
     async with factory.sandbox(bwrap_env(bwrap_root)):
@@ -90,11 +114,12 @@ async def test_private_tree_removed_on_exit_exception_and_cancel(bwrap_root: Pat
     with pytest.raises(asyncio.CancelledError):
         await task
     assert list(config.work_dir.iterdir()) == []
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    assert "sleep 985" not in ps.stdout
+    assert "sleep 985" not in _processes()
 
 
-async def test_environment_without_git_repo_is_refused(tmp_path: Path, config: SandboxConfig, bwrap_root: Path) -> None:
+async def test_environment_without_git_repo_is_refused(
+    tmp_path: Path, config: SandboxConfig, bwrap_root: Path
+) -> None:
     (tmp_path / "env" / "testbed").mkdir(parents=True)
     with pytest.raises(SandboxError, match="not a git repository"):
         async with BubblewrapSandboxFactory(config).sandbox(bwrap_env(tmp_path / "env")):
@@ -109,3 +134,38 @@ def test_parse_size() -> None:
     assert parse_size("64MiB") == 64 * 1024**2
     with pytest.raises(SandboxError):
         parse_size("lots")
+
+
+def test_ctrl_c_leaves_no_tree_and_no_process(bwrap_root: Path, config: SandboxConfig) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from pathlib import Path
+        from codemonkeys.config import SandboxConfig
+        from codemonkeys.sandbox.base import EnvironmentRef
+        from codemonkeys.sandbox.bwrap_backend import BubblewrapSandboxFactory
+
+        async def main():
+            factory = BubblewrapSandboxFactory(SandboxConfig(work_dir=Path({str(config.work_dir)!r})))
+            env = EnvironmentRef(key="x", root={str(bwrap_root)!r}, python={bwrap_env(bwrap_root).python!r})
+            async with factory.sandbox(env) as sb:
+                print("READY", flush=True)
+                await sb.exec(["sleep", "984"])
+
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        time.sleep(0.3)  # let the command start
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "KeyboardInterrupt" in stderr
+    assert config.work_dir is not None and list(config.work_dir.iterdir()) == []
+    assert "sleep 984" not in _processes()

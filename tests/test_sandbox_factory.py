@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sandbox_support import docker_client as _docker_client  # noqa: F401
 
 from codemonkeys.config import SandboxConfig
 from codemonkeys.errors import SandboxError
@@ -21,7 +22,9 @@ def test_auto_prefers_docker(docker_client) -> None:  # type: ignore[no-untyped-
     factory.close()
 
 
-def test_docker_backend_without_a_daemon_is_a_sandbox_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docker_backend_without_a_daemon_is_a_sandbox_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", DEAD_DAEMON)
     with pytest.raises(SandboxError, match="no Docker daemon answers"):
         make_sandbox_factory(SandboxConfig(backend="docker"))
@@ -33,7 +36,9 @@ def test_auto_falls_back_to_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.skip(f"bubblewrap does not run here: {bwrap_available()}")
     monkeypatch.setenv("DOCKER_HOST", DEAD_DAEMON)
     assert isinstance(make_sandbox_factory(SandboxConfig(backend="auto")), BubblewrapSandboxFactory)
-    assert isinstance(make_sandbox_factory(SandboxConfig(backend="bubblewrap")), BubblewrapSandboxFactory)
+    assert isinstance(
+        make_sandbox_factory(SandboxConfig(backend="bubblewrap")), BubblewrapSandboxFactory
+    )
 
 
 def test_no_backend_names_both_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,6 +48,3 @@ def test_no_backend_names_both_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
         make_sandbox_factory(SandboxConfig(backend="auto"))
     message = str(caught.value)
     assert "Docker" in message and "bwrap is not installed" in message
-
-
-from sandbox_support import docker_client  # noqa: E402,F401

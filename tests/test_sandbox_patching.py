@@ -16,7 +16,13 @@ def test_git_style_patch_with_new_deleted_and_renamed_files() -> None:
         "diff --git a/gone.txt b/gone.txt\ndeleted file mode 100644\n--- a/gone.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n"
         "diff --git a/old name.py b/new name.py\nsimilarity index 100%\nrename from old name.py\nrename to new name.py\n"
     )
-    assert touched_paths(patch) == ["src/mod.py", "new.txt", "gone.txt", "old name.py", "new name.py"]
+    assert touched_paths(patch) == [
+        "src/mod.py",
+        "new.txt",
+        "gone.txt",
+        "old name.py",
+        "new name.py",
+    ]
 
 
 def test_plain_unified_diff_with_timestamps() -> None:

@@ -10,6 +10,9 @@ _MODULES = (
     "codemonkeys.cli.costs_cmd",
     "codemonkeys.cli.context_cmd",
     "codemonkeys.cli.env_cmd",
+    "codemonkeys.cli.select_cmd",
+    "codemonkeys.cli.ensemble_cmd",
+    "codemonkeys.cli.export_cmd",
 )
 
 

@@ -31,13 +31,27 @@ from ..swebench.repo import RepoSource
 def register(app: typer.Typer) -> None:
     @app.command("context")
     def context(
-        run_dir: Path = typer.Option(..., "--run-dir", help="Run directory (its store keeps every decision)."),
-        config: str = typer.Option("verified", "--config", "-c", help="Config file or shipped config name."),
-        dataset: str = typer.Option(None, "--dataset", help="SWE-bench JSONL/JSON/parquet file or hub name."),
-        instance_ids: list[str] = typer.Option(None, "--instance-ids", help="Ids, comma separated or repeated."),
-        mirror_dir: Path = typer.Option(None, "--mirror-dir", help="Directory of <owner>__<repo> git mirrors."),
-        estimate: bool = typer.Option(False, "--estimate", help="Count files, tokens and cost; call no model."),
-        report: bool = typer.Option(False, "--report", help="Context recall of the stored results."),
+        run_dir: Path = typer.Option(
+            ..., "--run-dir", help="Run directory (its store keeps every decision)."
+        ),
+        config: str = typer.Option(
+            "verified", "--config", "-c", help="Config file or shipped config name."
+        ),
+        dataset: str = typer.Option(
+            None, "--dataset", help="SWE-bench JSONL/JSON/parquet file or hub name."
+        ),
+        instance_ids: list[str] = typer.Option(
+            None, "--instance-ids", help="Ids, comma separated or repeated."
+        ),
+        mirror_dir: Path = typer.Option(
+            None, "--mirror-dir", help="Directory of <owner>__<repo> git mirrors."
+        ),
+        estimate: bool = typer.Option(
+            False, "--estimate", help="Count files, tokens and cost; call no model."
+        ),
+        report: bool = typer.Option(
+            False, "--report", help="Context recall of the stored results."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
         overrides: list[str] = typer.Argument(None, help="key.path=value config overrides."),
     ) -> None:
@@ -59,15 +73,25 @@ def register(app: typer.Typer) -> None:
                 _estimate(cfg, store, tasks, as_json)
             else:
                 for instance in instances:
-                    store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
+                    store.add_instance(
+                        instance.instance_id, instance.repo, instance.model_dump(mode="json")
+                    )
                 for outcome in failed:
-                    store.set_instance_state(outcome.instance_id, "context", "failed", outcome.failure_kind, outcome.failure)
+                    store.set_instance_state(
+                        outcome.instance_id,
+                        "context",
+                        "failed",
+                        outcome.failure_kind,
+                        outcome.failure,
+                    )
                 _run(cfg, store, tasks, failed, as_json)
             if failed:
                 raise typer.Exit(1)
 
 
-def _tasks(source: RepoSource, instances: list[Instance]) -> tuple[list[ContextTask], list[Outcome]]:
+def _tasks(
+    source: RepoSource, instances: list[Instance]
+) -> tuple[list[ContextTask], list[Outcome]]:
     """A task per instance whose repository is at hand; the others as failed outcomes."""
     tasks: list[ContextTask] = []
     failed: list[Outcome] = []
@@ -76,9 +100,15 @@ def _tasks(source: RepoSource, instances: list[Instance]) -> tuple[list[ContextT
             repo = source.ensure_commit(instance.repo, instance.base_commit)
         except RepoError as exc:
             Console(stderr=True).print(f"[red]{instance.instance_id}: {exc}", highlight=False)
-            failed.append(Outcome(instance.instance_id, failure_kind=str(exc.kind), failure=str(exc)))
+            failed.append(
+                Outcome(instance.instance_id, failure_kind=str(exc.kind), failure=str(exc))
+            )
             continue
-        tasks.append(ContextTask(instance.instance_id, instance.problem_statement, repo, instance.base_commit))
+        tasks.append(
+            ContextTask(
+                instance.instance_id, instance.problem_statement, repo, instance.base_commit
+            )
+        )
     return tasks, failed
 
 
@@ -91,7 +121,9 @@ def _money(value: float | None) -> str:
 
 def _estimate(cfg: Config, store: RunStore, tasks: list[ContextTask], as_json: bool) -> None:
     relevance = cfg.models.relevance
-    prompt = RelevancePrompt.load(max_tokens=relevance.max_output_tokens, temperature=relevance.temperature)
+    prompt = RelevancePrompt.load(
+        max_tokens=relevance.max_output_tokens, temperature=relevance.temperature
+    )
     tokenizer = model_tokenizer(relevance.model)
     prices = PriceTable(cfg.pricing)
     estimates: list[InstanceEstimate] = [
@@ -111,20 +143,43 @@ def _estimate(cfg: Config, store: RunStore, tasks: list[ContextTask], as_json: b
     summed = total(estimates)
     if as_json:
         rows = [{**_fields(e), "shared_share": round(e.shared_share, 4)} for e in estimates]
-        typer.echo(json.dumps({"model": relevance.model, "instances": rows, "total": _fields(summed)}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"model": relevance.model, "instances": rows, "total": _fields(summed)}, indent=2
+            )
+        )
         return
     table = Table(title=f"Relevance calls with {relevance.model} (no model called)")
-    for column in ("instance", "files", "skipped", "prompt tokens", "shared prefix", "worst case $", "cached prefix $"):
+    for column in (
+        "instance",
+        "files",
+        "skipped",
+        "prompt tokens",
+        "shared prefix",
+        "worst case $",
+        "cached prefix $",
+    ):
         table.add_column(column, justify="left" if column == "instance" else "right")
     for e in estimates:
         table.add_row(
-            e.instance_id, f"{e.files:,}", str(e.skipped), f"{e.prompt_tokens:,}", f"{e.shared_share:.1%}",
-            _money(e.worst_case_usd), _money(e.cached_prefix_usd),
+            e.instance_id,
+            f"{e.files:,}",
+            str(e.skipped),
+            f"{e.prompt_tokens:,}",
+            f"{e.shared_share:.1%}",
+            _money(e.worst_case_usd),
+            _money(e.cached_prefix_usd),
         )
     share = summed.shared_prefix_tokens / summed.prompt_tokens if summed.prompt_tokens else 0.0
     table.add_row(
-        f"total ({summed.instances})", f"{summed.files:,}", "", f"{summed.prompt_tokens:,}", f"{share:.1%}",
-        _money(summed.worst_case_usd), _money(summed.cached_prefix_usd), style="bold",
+        f"total ({summed.instances})",
+        f"{summed.files:,}",
+        "",
+        f"{summed.prompt_tokens:,}",
+        f"{share:.1%}",
+        _money(summed.worst_case_usd),
+        _money(summed.cached_prefix_usd),
+        style="bold",
     )
     console = Console()
     console.print(table)
@@ -172,7 +227,9 @@ class _Tally:
             callback()
 
 
-def _run(cfg: Config, store: RunStore, tasks: list[ContextTask], failed: list[Outcome], as_json: bool) -> None:
+def _run(
+    cfg: Config, store: RunStore, tasks: list[ContextTask], failed: list[Outcome], as_json: bool
+) -> None:
     from ..budget import BudgetGuard
     from ..llm.registry import ModelHub, resolve_secrets
 
@@ -224,17 +281,35 @@ def _print_outcomes(outcomes: list[Outcome], as_json: bool) -> None:
         typer.echo(json.dumps(payload, indent=2))
         return
     table = Table(title="Context")
-    for column in ("instance", "files", "relevant", "parse fail", "errors", "rankings", "packed", "tokens", "status"):
+    for column in (
+        "instance",
+        "files",
+        "relevant",
+        "parse fail",
+        "errors",
+        "rankings",
+        "packed",
+        "tokens",
+        "status",
+    ):
         table.add_column(column, justify="left" if column in ("instance", "status") else "right")
     for o in outcomes:
         r = o.result
         if r is None:
-            table.add_row(o.instance_id, *[""] * 7, f"[red]{o.failure_kind}: {(o.failure or '')[:60]}")
+            table.add_row(
+                o.instance_id, *[""] * 7, f"[red]{o.failure_kind}: {(o.failure or '')[:60]}"
+            )
             continue
         table.add_row(
-            o.instance_id, str(r.files), str(len(r.relevant)), str(len(r.parse_failures)), str(len(r.errors)),
-            f"{len(r.rankings)}/{len(r.rankings) + len(r.ranking_failures)}", str(len(r.included)),
-            f"{r.packed_tokens:,}", "done" if r.complete else "[yellow]incomplete",
+            o.instance_id,
+            str(r.files),
+            str(len(r.relevant)),
+            str(len(r.parse_failures)),
+            str(len(r.errors)),
+            f"{len(r.rankings)}/{len(r.rankings) + len(r.ranking_failures)}",
+            str(len(r.included)),
+            f"{r.packed_tokens:,}",
+            "done" if r.complete else "[yellow]incomplete",
         )
     Console().print(table)
 
@@ -245,7 +320,9 @@ def _print_outcomes(outcomes: list[Outcome], as_json: bool) -> None:
 def _report(run_dir: Path, dataset: str | None, ids: list[str], as_json: bool) -> None:
     with RunStore.open_existing(run_dir) as store:
         if dataset is not None:
-            gold = [(i.instance_id, i.patch) for i in load_instances(dataset, instance_ids=ids or None)]
+            gold = [
+                (i.instance_id, i.patch) for i in load_instances(dataset, instance_ids=ids or None)
+            ]
         else:
             wanted = set(ids)
             gold = [
@@ -268,8 +345,15 @@ def _print_recall(recall: RecallReport, as_json: bool) -> None:
                     "read_recall": recall.read_recall,
                     "missing": list(recall.missing),
                     "rows": [
-                        {"instance_id": r.instance_id, "gold": r.gold, "read": r.read, "relevant": r.relevant,
-                         "packed": r.packed, "hit": r.hit, "complete": r.complete}
+                        {
+                            "instance_id": r.instance_id,
+                            "gold": r.gold,
+                            "read": r.read,
+                            "relevant": r.relevant,
+                            "packed": r.packed,
+                            "hit": r.hit,
+                            "complete": r.complete,
+                        }
                         for r in recall.rows
                     ],
                 },
@@ -283,7 +367,11 @@ def _print_recall(recall: RecallReport, as_json: bool) -> None:
     for r in recall.rows:
         n = len(r.gold)
         table.add_row(
-            r.instance_id, str(n), f"{len(r.read)}/{n}", f"{len(r.relevant)}/{n}", f"{len(r.packed)}/{n}",
+            r.instance_id,
+            str(n),
+            f"{len(r.read)}/{n}",
+            f"{len(r.relevant)}/{n}",
+            f"{len(r.packed)}/{n}",
             "[green]yes" if r.hit else "[red]no",
         )
     console = Console()
@@ -293,4 +381,6 @@ def _print_recall(recall: RecallReport, as_json: bool) -> None:
         f"(all relevant: {recall.relevance_recall:.1%}, all read: {recall.read_recall:.1%})"
     )
     if recall.missing:
-        console.print(f"no context result yet for {len(recall.missing)}: {', '.join(recall.missing[:10])}")
+        console.print(
+            f"no context result yet for {len(recall.missing)}: {', '.join(recall.missing[:10])}"
+        )

@@ -78,7 +78,9 @@ async def ask(
             if len(responses) > reasks:
                 usage = sum((r.usage for r in responses), Usage())
                 raise AnswerUnreadable(
-                    f"{len(responses)} answer(s) unreadable; last: {exc}", [r.text for r in responses], usage
+                    f"{len(responses)} answer(s) unreadable; last: {exc}",
+                    [r.text for r in responses],
+                    usage,
                 ) from exc
             follow_up = (
                 Message("assistant", response.text.strip() or "(empty answer)"),

@@ -43,8 +43,12 @@ def build_stage(
         config=config.context,
         models=models,
         store=store,
-        relevance_prompt=RelevancePrompt.load(max_tokens=relevance.max_output_tokens, temperature=relevance.temperature),
-        ranking_prompt=RankingPrompt.load(max_tokens=ranking.max_output_tokens, temperature=ranking.temperature),
+        relevance_prompt=RelevancePrompt.load(
+            max_tokens=relevance.max_output_tokens, temperature=relevance.temperature
+        ),
+        ranking_prompt=RankingPrompt.load(
+            max_tokens=ranking.max_output_tokens, temperature=ranking.temperature
+        ),
         tokenizer=tokenizer or model_tokenizer(relevance.model),
         pack_tokenizer=pack_tokenizer or model_tokenizer(config.models.editing.model),
         progress=progress,
@@ -61,7 +65,9 @@ class Outcome:
     failure: str | None = None
 
 
-async def run_many(stage: ContextStage, tasks: Sequence[ContextTask], *, max_concurrent: int) -> list[Outcome]:
+async def run_many(
+    stage: ContextStage, tasks: Sequence[ContextTask], *, max_concurrent: int
+) -> list[Outcome]:
     """Run ``tasks`` at most ``max_concurrent`` at a time; one failing instance never stops the rest."""
     slots = asyncio.Semaphore(max_concurrent)
 
@@ -69,8 +75,10 @@ async def run_many(stage: ContextStage, tasks: Sequence[ContextTask], *, max_con
         async with slots:
             try:
                 return Outcome(task.instance_id, result=await stage.run(task))
-            except Exception as exc:  # the instance boundary: record and go on
+            except Exception as exc:  # noqa: BLE001 - the instance boundary: record and go on
                 log.error("context of %s failed: %s: %s", task.instance_id, type(exc).__name__, exc)
-                return Outcome(task.instance_id, failure_kind=str(failure_kind(exc)), failure=str(exc))
+                return Outcome(
+                    task.instance_id, failure_kind=str(failure_kind(exc)), failure=str(exc)
+                )
 
     return list(await asyncio.gather(*(one(task) for task in tasks)))

@@ -59,10 +59,21 @@ def estimate_instance(
 ) -> InstanceEstimate:
     """Enumerate and count; nothing is sent to a model."""
     with GitObjects(task.repo_path) as objects:
-        listing = enumerate_files(objects, task.base_commit, file_filter, tokenizer, cache, max_file_tokens=max_file_tokens)
+        listing = enumerate_files(
+            objects,
+            task.base_commit,
+            file_filter,
+            tokenizer,
+            cache,
+            max_file_tokens=max_file_tokens,
+        )
     paths = [c.path for c in listing.candidates]
     system_tokens, issue_tokens, *overheads = tokenizer.count_many(
-        [prompt.system, prompt.issue_part(task.problem_statement), *(prompt.file_part(p, "") for p in paths)]
+        [
+            prompt.system,
+            prompt.issue_part(task.problem_statement),
+            *(prompt.file_part(p, "") for p in paths),
+        ]
     )
     calls = len(paths)
     file_tokens = sum(c.tokens for c in listing.candidates)

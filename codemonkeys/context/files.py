@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 BINARY = -1
 TOO_LARGE = "too_large"
 NOT_TEXT = "binary"
+MISSING = "missing"  # listed in the tree, absent from the object store
 
 
 _TEST_MODULE = re.compile(r"^(?:test_.*|.*_tests?|tests|conftest)\.py$")
@@ -57,7 +58,9 @@ class FileFilter:
             extensions=tuple(config.extensions),
             include_globs=tuple(config.include_globs),
             exclude_globs=tuple(config.exclude_globs),
-            test_dir_names=frozenset(config.test_dir_names) if config.exclude_test_dirs else frozenset(),
+            test_dir_names=frozenset(config.test_dir_names)
+            if config.exclude_test_dirs
+            else frozenset(),
             keep_library_test_dirs=config.keep_library_test_dirs,
         )
 
@@ -79,7 +82,9 @@ class FileFilter:
     def accepts(self, path: str, test_dirs: Collection[str]) -> bool:
         if self.extensions and not path.endswith(self.extensions):
             return False
-        if self.include_globs and not any(fnmatch.fnmatchcase(path, glob) for glob in self.include_globs):
+        if self.include_globs and not any(
+            fnmatch.fnmatchcase(path, glob) for glob in self.include_globs
+        ):
             return False
         if any(fnmatch.fnmatchcase(path, glob) for glob in self.exclude_globs):
             return False
@@ -141,7 +146,7 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class SkippedFile:
-    """A file that passed the filter but is not read: too many tokens, or not text."""
+    """A file that passed the filter but is not read: too many tokens, not text, or missing."""
 
     path: str
     blob: str
@@ -172,7 +177,11 @@ class MemoryTokenCache:
         self._counts: dict[tuple[str, str], int] = {}
 
     def token_counts(self, tokenizer: str, blobs: Sequence[str]) -> dict[str, int]:
-        return {blob: self._counts[(tokenizer, blob)] for blob in blobs if (tokenizer, blob) in self._counts}
+        return {
+            blob: self._counts[(tokenizer, blob)]
+            for blob in blobs
+            if (tokenizer, blob) in self._counts
+        }
 
     def put_token_counts(self, tokenizer: str, counts: Mapping[str, int]) -> None:
         self._counts.update(((tokenizer, blob), tokens) for blob, tokens in counts.items())
@@ -218,9 +227,16 @@ def enumerate_files(
     """List, filter and token-count the files of ``commit``."""
     entries = objects.list_files(commit)
     selected = set(file_filter.select([entry.path for entry in entries]))
-    chosen = [entry for entry in entries if entry.path in selected]
-    counts, tokenized = count_blob_tokens(objects, [entry.blob for entry in chosen], tokenizer, cache)
+    chosen = [entry for entry in entries if entry.path in selected and entry.size is not None]
+    counts, tokenized = count_blob_tokens(
+        objects, [entry.blob for entry in chosen], tokenizer, cache
+    )
     result = Enumeration(commit=commit, listed=len(entries), tokenized=tokenized)
+    result.skipped.extend(
+        SkippedFile(entry.path, entry.blob, MISSING)
+        for entry in entries
+        if entry.path in selected and entry.size is None
+    )
     for entry in chosen:
         tokens = counts[entry.blob]
         if tokens == BINARY:
@@ -230,5 +246,10 @@ def enumerate_files(
         else:
             result.candidates.append(Candidate(entry.path, entry.blob, tokens))
     if result.skipped:
-        log.info("%s: skipped %d file(s): %s", commit[:12], len(result.skipped), [s.path for s in result.skipped][:10])
+        log.info(
+            "%s: skipped %d file(s): %s",
+            commit[:12],
+            len(result.skipped),
+            [s.path for s in result.skipped][:10],
+        )
     return result

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import git
 
@@ -23,11 +24,15 @@ _FILE_MODES = ("100644", "100755")
 
 @dataclass(frozen=True, slots=True)
 class TreeEntry:
-    """A file of a commit: its path, git blob sha (the content hash) and size in bytes."""
+    """A file of a commit: its path, git blob sha (the content hash) and size in bytes.
+
+    ``size`` is ``None`` when the object store lacks the blob (a mirror that
+    left out its largest files): it is listed but cannot be read.
+    """
 
     path: str
     blob: str
-    size: int
+    size: int | None
 
 
 class GitObjects:
@@ -51,7 +56,7 @@ class GitObjects:
         with self._lock:
             self._git.clear_cache()
 
-    def __enter__(self) -> GitObjects:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -70,9 +75,13 @@ class GitObjects:
         sha = self.resolve(commit)
         try:
             with self._lock:
-                out = self._git.ls_tree("-r", "-l", "-z", "--full-tree", sha, strip_newline_in_stdout=False)
+                out = self._git.ls_tree(
+                    "-r", "-l", "-z", "--full-tree", sha, strip_newline_in_stdout=False
+                )
         except git.GitCommandError as exc:
-            raise RepoError(f"cannot list the tree of {commit} in {self.git_dir}: {exc.stderr.strip() or exc}") from exc
+            raise RepoError(
+                f"cannot list the tree of {commit} in {self.git_dir}: {exc.stderr.strip() or exc}"
+            ) from exc
         entries = []
         for record in out.split("\0"):
             if not record:
@@ -80,7 +89,7 @@ class GitObjects:
             meta, _, path = record.partition("\t")
             mode, kind, blob, size = meta.split()
             if kind == "blob" and mode in _FILE_MODES:
-                entries.append(TreeEntry(path, blob, int(size)))
+                entries.append(TreeEntry(path, blob, int(size) if size.isdigit() else None))
         entries.sort(key=lambda entry: entry.path)
         return entries
 

@@ -111,7 +111,9 @@ def complete_ranking(order: Sequence[str], fallback: Sequence[str]) -> list[str]
     return head + [path for path in fallback if path not in placed]
 
 
-def mean_relative_ranks(rankings: Sequence[Sequence[str]], fallback: Sequence[str]) -> dict[str, float]:
+def mean_relative_ranks(
+    rankings: Sequence[Sequence[str]], fallback: Sequence[str]
+) -> dict[str, float]:
     """Each file's mean relative rank (0 = always first, 1 = always last) over ``rankings``."""
     n = len(fallback)
     if not rankings or n == 0:
@@ -147,7 +149,9 @@ class RankingPrompt:
     def version(self) -> str:
         return self.template.version
 
-    def request(self, problem_statement: str, items: Sequence[RankingItem], budget: int, sample: int) -> ChatRequest:
+    def request(
+        self, problem_statement: str, items: Sequence[RankingItem], budget: int, sample: int
+    ) -> ChatRequest:
         """Run ``sample`` of the ranking: the same prompt every run, cached after the summaries."""
         body = self.template.render(
             "body",

@@ -81,7 +81,12 @@ def context_recall(store: ContextStore, gold: Iterable[tuple[str, str]]) -> Reca
             missing.append(instance_id)
             continue
         files = edited_files(patch)
-        read = {d.path for d in store.context_decisions(instance_id, result.relevance_model, result.relevance_prompt)}
+        read = {
+            d.path
+            for d in store.context_decisions(
+                instance_id, result.relevance_model, result.relevance_prompt
+            )
+        }
         relevant = set(result.relevant)
         packed = set(result.included_paths)
         rows.append(

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..store.protocols import ContextStore
+from .files import decode
+from .gitread import GitObjects
 
 STAGE = "context"
 RESULT_KEY = "result"
@@ -73,3 +75,9 @@ def load_result(store: ContextStore, instance_id: str) -> ContextResult | None:
     """The stored context of ``instance_id``; ``None`` when the stage has not run for it."""
     data = store.get_result(instance_id, STAGE, RESULT_KEY)
     return None if data is None else ContextResult.from_data(data)
+
+
+def read_packed(result: ContextResult, objects: GitObjects) -> list[tuple[str, str]]:
+    """The packed files' ``(path, text)`` in rank order, read from git by blob (no checkout)."""
+    contents = objects.read_blobs(item.blob for item in result.included)
+    return [(item.path, decode(contents[item.blob])) for item in result.included]

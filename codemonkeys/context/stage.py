@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -28,7 +28,7 @@ from .asking import AnswerUnreadable, ChatGateway, ask
 from .files import Candidate, FileFilter, Tokenizer, count_blob_tokens, decode, enumerate_files
 from .gitread import GitObjects
 from .packing import PackItem, pack
-from .ranking import RankingItem, RankingPrompt, merge_rankings, mean_relative_ranks, parse_ranking
+from .ranking import RankingItem, RankingPrompt, mean_relative_ranks, merge_rankings, parse_ranking
 from .relevance import RelevancePrompt, parse_answer
 from .result import STAGE, ContextResult, PackedFile, save_result
 
@@ -108,11 +108,19 @@ class ContextStage:
         try:
             result = await self._run(task)
         except Exception as exc:
-            self.store.set_instance_state(task.instance_id, STAGE, "failed", str(failure_kind(exc)), str(exc)[:2000])
+            self.store.set_instance_state(
+                task.instance_id, STAGE, "failed", str(failure_kind(exc)), str(exc)[:2000]
+            )
             self._progress(ProgressEvent(task.instance_id, "failed", status=str(exc)[:200]))
             raise
-        self.store.set_instance_state(task.instance_id, STAGE, "done" if result.complete else "incomplete")
-        self._progress(ProgressEvent(task.instance_id, "done", status="done" if result.complete else "incomplete"))
+        self.store.set_instance_state(
+            task.instance_id, STAGE, "done" if result.complete else "incomplete"
+        )
+        self._progress(
+            ProgressEvent(
+                task.instance_id, "done", status="done" if result.complete else "incomplete"
+            )
+        )
         return result
 
     async def _run(self, task: ContextTask) -> ContextResult:
@@ -138,13 +146,20 @@ class ContextStage:
                 ranking_prompt=self.ranking_prompt.version,
                 files=len(listing.candidates),
                 file_tokens=sum(c.tokens for c in listing.candidates),
-                skipped=[{"path": s.path, "reason": s.reason, "tokens": s.tokens} for s in listing.skipped],
+                skipped=[
+                    {"path": s.path, "reason": s.reason, "tokens": s.tokens}
+                    for s in listing.skipped
+                ],
                 budget_tokens=self.config.budget_tokens,
             )
             decisions = await self._decide(task, listing.candidates, relevance, objects)
             relevant = [c for c in listing.candidates if decisions[c.path].relevant]
             pack_tokens, _ = await asyncio.to_thread(
-                count_blob_tokens, objects, [c.blob for c in relevant], self.pack_tokenizer, self.store
+                count_blob_tokens,
+                objects,
+                [c.blob for c in relevant],
+                self.pack_tokenizer,
+                self.store,
             )
         for candidate in listing.candidates:
             decision = decisions[candidate.path]
@@ -153,7 +168,10 @@ class ContextStage:
             elif decision.status == ERROR:
                 result.errors.append({"path": candidate.path, "error": decision.detail or ""})
         result.relevant = [c.path for c in relevant]
-        items = [RankingItem(c.path, pack_tokens[c.blob], decisions[c.path].summary or "") for c in relevant]
+        items = [
+            RankingItem(c.path, pack_tokens[c.blob], decisions[c.path].summary or "")
+            for c in relevant
+        ]
         await self._rank(task, items, ranking, result)
         by_path = {c.path: c for c in relevant}
         packing = pack(
@@ -161,7 +179,9 @@ class ContextStage:
             self.config.budget_tokens,
             overhead=PACK_OVERHEAD_TOKENS,
         )
-        result.included = [PackedFile(i.path, by_path[i.path].blob, i.tokens) for i in packing.included]
+        result.included = [
+            PackedFile(i.path, by_path[i.path].blob, i.tokens) for i in packing.included
+        ]
         result.not_fitting = [item.path for item in packing.skipped]
         result.packed_tokens = packing.used
         result.complete = not result.errors and result.complete
@@ -171,7 +191,11 @@ class ContextStage:
     # --- relevance --------------------------------------------------------------
 
     async def _decide(
-        self, task: ContextTask, candidates: list[Candidate], gateway: ChatGateway, objects: GitObjects
+        self,
+        task: ContextTask,
+        candidates: list[Candidate],
+        gateway: ChatGateway,
+        objects: GitObjects,
     ) -> dict[str, ContextDecision]:
         """A decision for every candidate: from the store when already made, else from the model."""
         model, version = model_key(gateway.name), self.relevance_prompt.version
@@ -190,7 +214,11 @@ class ContextStage:
                 decisions[candidate.path] = found
         self._progress(ProgressEvent(task.instance_id, "enumerated", files=len(candidates)))
         if decisions:
-            self._progress(ProgressEvent(task.instance_id, "file", files=len(decisions), model=model, cached=True))
+            self._progress(
+                ProgressEvent(
+                    task.instance_id, "file", files=len(decisions), model=model, cached=True
+                )
+            )
         if todo:
             contents = await asyncio.to_thread(objects.read_blobs, [c.blob for c in todo])
             scored = await asyncio.gather(
@@ -199,21 +227,26 @@ class ContextStage:
             decisions.update((d.path, d) for d in scored)
         return decisions
 
-    async def _score(self, task: ContextTask, candidate: Candidate, content: str, gateway: ChatGateway) -> ContextDecision:
+    async def _score(
+        self, task: ContextTask, candidate: Candidate, content: str, gateway: ChatGateway
+    ) -> ContextDecision:
         """One file's decision; every failure becomes a recorded decision, never an exception."""
-        base = dict(
+        base = ContextDecision(
             instance_id=task.instance_id,
             path=candidate.path,
             content_hash=candidate.blob,
             model=model_key(gateway.name),
             prompt_version=self.relevance_prompt.version,
+            status=ERROR,
             tokens=candidate.tokens,
         )
         usage = Usage()
         cached = False
         async with self._slots:
             try:
-                request = self.relevance_prompt.request(task.problem_statement, candidate.path, content)
+                request = self.relevance_prompt.request(
+                    task.problem_statement, candidate.path, content
+                )
                 tag = CallTag(RELEVANCE, task.instance_id)
                 answer = await ask(
                     gateway,
@@ -225,28 +258,45 @@ class ContextStage:
                 )
                 usage = answer.usage
                 cached = all(r.cached for r in answer.responses)
-                decision = ContextDecision(
-                    **base, status=SCORED, relevant=answer.value.relevant, summary=answer.value.summary
+                decision = replace(
+                    base,
+                    status=SCORED,
+                    relevant=answer.value.relevant,
+                    summary=answer.value.summary,
                 )
             except AnswerUnreadable as exc:
                 usage = exc.usage
                 detail = json.dumps({"error": str(exc), "answers": [a[:4000] for a in exc.answers]})
-                decision = ContextDecision(**base, status=PARSE_FAILURE, detail=detail)
+                decision = replace(base, status=PARSE_FAILURE, detail=detail)
                 log.info("%s %s: %s", task.instance_id, candidate.path, exc)
-            except Exception as exc:  # one file's failure never ends the stage
-                decision = ContextDecision(**base, status=ERROR, detail=f"{failure_kind(exc)}: {exc}"[:2000])
-                log.warning("%s %s: %s: %s", task.instance_id, candidate.path, type(exc).__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - the file boundary: one file never ends the stage
+                decision = replace(base, detail=f"{failure_kind(exc)}: {exc}"[:2000])
+                log.warning(
+                    "%s %s: %s: %s", task.instance_id, candidate.path, type(exc).__name__, exc
+                )
         self.store.put_context_decision(decision)
         self._progress(
             ProgressEvent(
-                task.instance_id, "file", files=1, model=gateway.name, usage=usage, cached=cached, status=decision.status
+                task.instance_id,
+                "file",
+                files=1,
+                model=gateway.name,
+                usage=usage,
+                cached=cached,
+                status=decision.status,
             )
         )
         return decision
 
     # --- ranking ----------------------------------------------------------------
 
-    async def _rank(self, task: ContextTask, items: list[RankingItem], gateway: ChatGateway, result: ContextResult) -> None:
+    async def _rank(
+        self,
+        task: ContextTask,
+        items: list[RankingItem],
+        gateway: ChatGateway,
+        result: ContextResult,
+    ) -> None:
         """Rank ``items`` ``ranking_runs`` times and merge; failed runs are recorded and left out."""
         fallback = [item.path for item in items]
         if len(items) <= 1:
@@ -255,7 +305,9 @@ class ContextStage:
             return
         runs = self.config.ranking_runs
         first = await self._rank_once(task, items, gateway, 0)
-        rest = await asyncio.gather(*(self._rank_once(task, items, gateway, i) for i in range(1, runs)))
+        rest = await asyncio.gather(
+            *(self._rank_once(task, items, gateway, i) for i in range(1, runs))
+        )
         for outcome in (first, *rest):
             if isinstance(outcome, list):
                 result.rankings.append(outcome)
@@ -264,13 +316,17 @@ class ContextStage:
                 if outcome.infra:
                     result.complete = False
         result.ranked = merge_rankings(result.rankings, fallback)
-        result.mean_ranks = {p: round(v, 6) for p, v in mean_relative_ranks(result.rankings, fallback).items()}
+        result.mean_ranks = {
+            p: round(v, 6) for p, v in mean_relative_ranks(result.rankings, fallback).items()
+        }
 
     async def _rank_once(
         self, task: ContextTask, items: list[RankingItem], gateway: ChatGateway, sample: int
     ) -> list[str] | RankFailure:
         """Run ``sample`` of the ranking, reusing a stored run of the same request."""
-        request = self.ranking_prompt.request(task.problem_statement, items, self.config.budget_tokens, sample)
+        request = self.ranking_prompt.request(
+            task.problem_statement, items, self.config.budget_tokens, sample
+        )
         key = f"ranking/{request.key(model_key(gateway.name))}"
         stored = self.store.get_result(task.instance_id, STAGE, key)
         if stored is not None:
@@ -287,25 +343,51 @@ class ContextStage:
                 reask_prompt=self.ranking_prompt.reask,
             )
         except AnswerUnreadable as exc:
-            self._progress(ProgressEvent(task.instance_id, "ranking", model=gateway.name, usage=exc.usage, status=PARSE_FAILURE))
+            self._progress(
+                ProgressEvent(
+                    task.instance_id,
+                    "ranking",
+                    model=gateway.name,
+                    usage=exc.usage,
+                    status=PARSE_FAILURE,
+                )
+            )
             return RankFailure(f"run {sample}: {exc}", infra=False)
-        except Exception as exc:  # a failed run is left out of the merge
-            log.warning("%s ranking run %d: %s: %s", task.instance_id, sample, type(exc).__name__, exc)
-            self._progress(ProgressEvent(task.instance_id, "ranking", model=gateway.name, usage=usage, status=ERROR))
+        except Exception as exc:  # noqa: BLE001 - a failed run is recorded and left out of the merge
+            log.warning(
+                "%s ranking run %d: %s: %s", task.instance_id, sample, type(exc).__name__, exc
+            )
+            self._progress(
+                ProgressEvent(
+                    task.instance_id, "ranking", model=gateway.name, usage=usage, status=ERROR
+                )
+            )
             return RankFailure(f"run {sample}: {failure_kind(exc)}: {exc}", infra=True)
         value = answer.value
         if value.unknown or value.duplicates:
             log.warning(
                 "%s ranking run %d: ignored unknown %s, repeated %s",
-                task.instance_id, sample, list(value.unknown)[:5], list(value.duplicates)[:5],
+                task.instance_id,
+                sample,
+                list(value.unknown)[:5],
+                list(value.duplicates)[:5],
             )
         self.store.put_result(
             task.instance_id,
             STAGE,
             key,
-            {"sample": sample, "order": list(value.order), "unknown": list(value.unknown), "attempts": answer.attempts},
+            {
+                "sample": sample,
+                "order": list(value.order),
+                "unknown": list(value.unknown),
+                "attempts": answer.attempts,
+            },
         )
-        self._progress(ProgressEvent(task.instance_id, "ranking", model=gateway.name, usage=answer.usage, status=SCORED))
+        self._progress(
+            ProgressEvent(
+                task.instance_id, "ranking", model=gateway.name, usage=answer.usage, status=SCORED
+            )
+        )
         return list(value.order)
 
 

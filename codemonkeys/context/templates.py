@@ -51,7 +51,9 @@ def load_template(name: str) -> PromptTemplate:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"prompt template {path} cannot be read: {exc.strerror or exc}") from exc
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
     try:
         module = env.from_string(text).module
     except jinja2.TemplateError as exc:

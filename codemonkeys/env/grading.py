@@ -38,7 +38,7 @@ def _markers() -> tuple[str, str]:
     return START_TEST_OUTPUT, END_TEST_OUTPUT
 
 
-def test_command(instance: Instance, spec: EnvSpec) -> str:
+def build_test_command(instance: Instance, spec: EnvSpec) -> str:
     """The spec's test command followed by the test directives of the instance's test patch."""
     from swebench.harness.test_spec.python import get_test_directives
 
@@ -74,7 +74,7 @@ def eval_script(instance: Instance, spec: EnvSpec) -> str:
         f"git apply -v - <<'{HEREDOC}'\n{instance.test_patch}\n{HEREDOC}",
         *spec.test_setup,
         f": '{start}'",
-        test_command(instance, spec),
+        build_test_command(instance, spec),
         f": '{end}'",
         reset_tests,
     ]

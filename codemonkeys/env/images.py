@@ -59,10 +59,16 @@ def _recipe_dir() -> Path:
     return resource_dir("sandbox") / "env"
 
 
-def recipe_digest() -> str:
-    """A hash of every recipe file: changing a template rebuilds the layers built from it."""
+def recipe_digest(*names: str) -> str:
+    """A hash of the named recipe files: changing a template rebuilds only the layers built from it."""
     folder = _recipe_dir()
-    return content_key(*[(p.name, p.read_text(encoding="utf-8")) for p in sorted(folder.iterdir()) if p.is_file()])
+    return content_key(*[(name, (folder / name).read_text(encoding="utf-8")) for name in names])
+
+
+_BUILDER_FILES = ("builder.Dockerfile.j2",)
+_PYTHON_FILES = ("python.Dockerfile.j2",)
+_ENV_FILES = ("env.Dockerfile.j2", "install_requirements.py", "system_setup.sh.j2")
+_INSTANCE_FILES = ("instance.Dockerfile.j2", "setup_repo.sh.j2")
 
 
 def host_index_settings() -> IndexSettings:
@@ -127,7 +133,6 @@ class ImageBuilder:
         self._progress = progress or (lambda message: log.info("%s", message))
         self._index = index
         self._registry_down = not config.pull_official
-        self._digest = recipe_digest()
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(_recipe_dir())),
             undefined=jinja2.StrictUndefined,
@@ -200,7 +205,7 @@ class ImageBuilder:
         from ..sandbox.baseimage import ensure_base_image
 
         base = ensure_base_image(self.client)
-        key = content_key("builder", base, self.config.builder_apt_packages, self._digest, _uv_digest())
+        key = content_key("builder", base, self.config.builder_apt_packages, recipe_digest(*_BUILDER_FILES), _uv_digest())
         tag = f"{self.config.image_prefix}/builder:{key[:16]}"
         if not self.exists(tag):
             self._progress(f"building the builder layer on {base}")
@@ -212,7 +217,7 @@ class ImageBuilder:
         pythons = available_pythons(self._pyenv_root())
         prefix = pythons[version]
         builder = self.builder_tag()
-        key = content_key("python", builder, version, str(prefix), self._digest)
+        key = content_key("python", builder, version, str(prefix), recipe_digest(*_PYTHON_FILES))
         tag = f"{self.config.image_prefix}/python:{version}-{key[:12]}"
         if not self.exists(tag):
             self._progress(f"building the Python {version} layer")
@@ -240,11 +245,11 @@ class ImageBuilder:
             python_tag=self.python_tag(python), requirements=requirements, cutoff=cutoff, index=index,
             ladder=self.config.cutoff_ladder_years, editable_compat=self.config.editable_mode_compat,
             build_constraints=self.config.build_constraints,
-            recipe_digest=self._digest, image_prefix=self.config.image_prefix,
+            recipe_digest=recipe_digest(*_ENV_FILES), image_prefix=self.config.image_prefix,
         )
         return plan_instance(
             instance_id=instance.instance_id, base_commit=instance.base_commit, spec=spec, env=env,
-            recipe_digest=self._digest, image_prefix=self.config.image_prefix,
+            recipe_digest=recipe_digest(*_INSTANCE_FILES), image_prefix=self.config.image_prefix,
         )
 
     def ensure_env(self, plan: EnvPlan) -> str:
@@ -255,6 +260,7 @@ class ImageBuilder:
             "Dockerfile": self._render(
                 "env.Dockerfile.j2", python_image=plan.python_tag, env=plan.env_vars, apt_packages=plan.apt_packages,
                 system_commands=plan.system_commands, installer_args=plan.installer_args,
+                system_files={f"files/{n}": path for n, path in enumerate(plan.system_files)},
             ),
             "install_requirements.py": (_recipe_dir() / "install_requirements.py").read_bytes(),
             "seed_pip.txt": _lines(plan.seed_pip),
@@ -263,6 +269,8 @@ class ImageBuilder:
             "requirements.txt": _lines(plan.requirements),
             "pip_packages.txt": _lines(plan.pip_packages),
         }
+        for n, text in enumerate(plan.system_files.values()):
+            files[f"files/{n}"] = text.encode()
         if plan.system_commands:
             files["system_setup.sh"] = self._render("system_setup.sh.j2", commands=plan.system_commands)
         self._build(plan.tag, files, f"environment {plan.repo} {plan.version}", {"codemonkeys.key": plan.key})

@@ -24,7 +24,7 @@ VENV_PYTHON = "/opt/venv/bin/python"
 BUILD_CONSTRAINTS = "/opt/codemonkeys/build-constraints.txt"
 # Heads of pre-install commands that change the system, not the repository: they go to the shared layer.
 _SYSTEM_COMMANDS = re.compile(r"^\s*(sudo\s+)?(DEBIAN_FRONTEND=\S+\s+)?(apt-get|apt|dpkg|locale-gen|update-locale)\b")
-_SYSTEM_WRITES = re.compile(r"^\s*echo\s.*>\s*/etc/")
+_SYSTEM_WRITES = re.compile(r"^\s*(echo|printf)\s.*>\s*/etc/")
 
 
 def content_key(*parts: object) -> str:
@@ -121,6 +121,7 @@ class EnvPlan:
     env_vars: dict[str, str]
     apt_packages: list[str]
     system_commands: list[str]
+    system_files: dict[str, str]
     seed_pip: list[str]
     seed: list[str]
     build_constraints: list[str]
@@ -170,7 +171,7 @@ def plan_environment(
     image_prefix: str,
 ) -> EnvPlan:
     """Plan the environment layer of ``repo`` at ``version``."""
-    system, _ = split_pre_install(spec.pre_install)
+    system, _ = split_pre_install(spec.setup_commands)
     env_vars = {
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
         "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
@@ -189,7 +190,7 @@ def plan_environment(
     seed_pip = ["pip>=21.3"]
     seed = ["setuptools", "wheel"]
     key = content_key(
-        "env", python_tag, repo, version, cutoff_text, env_vars, spec.apt_packages, system,
+        "env", python_tag, repo, version, cutoff_text, env_vars, spec.apt_packages, system, spec.system_files,
         seed_pip, seed, list(build_constraints), list(requirements), spec.pip_packages, args, recipe_digest,
     )
     slug = re.sub(r"[^a-z0-9_.-]", "_", f"{repo.replace('/', '__')}-{version}".lower())
@@ -202,6 +203,7 @@ def plan_environment(
         env_vars=env_vars,
         apt_packages=list(spec.apt_packages),
         system_commands=system,
+        system_files=dict(spec.system_files),
         seed_pip=seed_pip,
         seed=seed,
         build_constraints=list(build_constraints),
@@ -217,7 +219,7 @@ def plan_instance(
     *, instance_id: str, base_commit: str, spec: EnvSpec, env: EnvPlan, recipe_digest: str, image_prefix: str
 ) -> InstancePlan:
     """Plan the instance layer on top of ``env``."""
-    _, repo_commands = split_pre_install(spec.pre_install)
+    _, repo_commands = split_pre_install(spec.setup_commands)
     targets = install_targets(spec.install) if env.cutoff else []
     key = content_key("instance", env.key, instance_id, base_commit, repo_commands, targets, spec.install, recipe_digest)
     return InstancePlan(

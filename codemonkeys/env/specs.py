@@ -55,6 +55,16 @@ class EnvSpec(BaseModel):
     log_parser: str | None = None
     apt_packages: list[str] = []
     env_vars: dict[str, str] = Field(default_factory=dict)
+    # Regexes: pre_install commands that match are dropped (downloads that cannot work offline).
+    pre_install_exclude: list[str] = []
+    # Files written into the environment layer (absolute path -> text), e.g. build options.
+    system_files: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def setup_commands(self) -> list[str]:
+        """``pre_install`` without the excluded commands."""
+        patterns = [re.compile(p) for p in self.pre_install_exclude]
+        return [c for c in self.pre_install if not any(p.search(c) for p in patterns)]
 
     @property
     def test_command(self) -> str:

@@ -18,13 +18,9 @@ async def finish_despite_cancel(fut: asyncio.Future[T]) -> T:
     cancelled = False
     while not fut.done():
         try:
-            await asyncio.shield(fut)
+            await asyncio.wait([fut])  # unlike await fut, never cancels fut
         except asyncio.CancelledError:
-            if fut.cancelled():
-                break
             cancelled = True
-        except BaseException:
-            break
     if cancelled:
         raise asyncio.CancelledError
     return fut.result()

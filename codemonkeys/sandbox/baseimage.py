@@ -70,7 +70,9 @@ def _hash_tree(digest: hashlib._Hash, root: Path) -> None:
             digest.update(path.read_bytes() + b"\0")
 
 
-def load_recipe(name: str = "base", *, recipes: Path | None = None, ca_bundle: Path = HOST_CA_BUNDLE) -> Recipe:
+def load_recipe(
+    name: str = "base", *, recipes: Path | None = None, ca_bundle: Path = HOST_CA_BUNDLE
+) -> Recipe:
     """Read a recipe from the shipped ``sandbox/`` directory (or ``recipes``)."""
     folder = (recipes or resource_dir("sandbox")) / name
     recipe_file = folder / "recipe.toml"
@@ -131,12 +133,20 @@ def find_apt_mirror(sources: Mapping[str, str], suite: str) -> str:
                     continue
                 if "deb" not in stanza.get("types", "").split():
                     continue
-                if suite in stanza.get("suites", "").split() and "main" in stanza.get("components", "").split():
+                if (
+                    suite in stanza.get("suites", "").split()
+                    and "main" in stanza.get("components", "").split()
+                ):
                     return stanza.get("uris", "").split()[0]
         else:
             for line in text.splitlines():
                 words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-                if len(words) >= 4 and words[0] == "deb" and words[2] == suite and "main" in words[3:]:
+                if (
+                    len(words) >= 4
+                    and words[0] == "deb"
+                    and words[2] == suite
+                    and "main" in words[3:]
+                ):
                     return words[1]
     raise BuildError(f"no apt source for Debian {suite!r} (main) found in {sorted(sources)}")
 
@@ -178,7 +188,9 @@ def image_exists(client: docker.DockerClient, tag: str) -> bool:
 @contextmanager
 def _build_lock(tag: str) -> Iterator[None]:
     """Two processes asking for the same tag build it once."""
-    lock_path = Path(tempfile.gettempdir()) / f"codemonkeys-image-{re.sub(r'[^A-Za-z0-9]', '_', tag)}.lock"
+    lock_path = (
+        Path(tempfile.gettempdir()) / f"codemonkeys-image-{re.sub(r'[^A-Za-z0-9]', '_', tag)}.lock"
+    )
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -222,7 +234,9 @@ def ensure_base_image(
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="codemonkeys-rootfs-", dir=work_dir) as tmp:
             rootfs = Path(tmp) / "rootfs"
-            log.info("debootstrap %s (%s) from %s into %s", spec.suite, spec.variant, mirror, rootfs)
+            log.info(
+                "debootstrap %s (%s) from %s into %s", spec.suite, spec.variant, mirror, rootfs
+            )
             _run(
                 [
                     "debootstrap",
@@ -246,12 +260,17 @@ def ensure_base_image(
                     if entry.is_file():
                         entry.unlink()
             tarball = Path(tmp) / "rootfs.tar"
-            _run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(tarball), "."], "tar")
+            _run(
+                ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(tarball), "."],
+                "tar",
+            )
             repository, tag = spec.tag.split(":")
             changes = [f"ENV {key}={value}" for key, value in spec.env]
             changes += ['CMD ["/bin/bash"]', f"LABEL {LABEL}={spec.digest}"]
             try:
-                client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+                client.api.import_image_from_file(
+                    str(tarball), repository=repository, tag=tag, changes=changes
+                )
             except Exception as exc:  # the SDK raises several unrelated types here
                 raise BuildError(f"docker import of {spec.tag} failed: {exc}") from exc
         if not image_exists(client, spec.tag):
@@ -263,7 +282,9 @@ def ensure_base_image(
 def _default_python_prefix() -> Path:
     prefix = Path(sys.base_prefix).resolve()
     if prefix in (Path("/usr"), Path("/usr/local")):
-        raise BuildError(f"the running Python lives in {prefix}; pass a self-contained prefix (a pyenv version)")
+        raise BuildError(
+            f"the running Python lives in {prefix}; pass a self-contained prefix (a pyenv version)"
+        )
     return prefix
 
 
@@ -288,7 +309,9 @@ def ensure_test_image(
         raise BuildError(f"{prefix} is not a Python installation prefix (no bin/)")
     folder = resource_dir("sandbox") / "test"
     dockerfile = (folder / "Dockerfile").read_bytes()
-    key = hashlib.sha256(f"{BUILD_FORMAT}\0{base_tag}\0{prefix}\0".encode() + dockerfile).hexdigest()
+    key = hashlib.sha256(
+        f"{BUILD_FORMAT}\0{base_tag}\0{prefix}\0".encode() + dockerfile
+    ).hexdigest()
     tag = f"codemonkeys/test:{prefix.name}-{key[:12]}"
     if image_exists(client, tag):
         return tag
@@ -330,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{base}\t{time.monotonic() - started:.1f}s")
     if args.test:
         started = time.monotonic()
-        print(f"{ensure_test_image(python_prefix=args.python_prefix, base_tag=base)}\t{time.monotonic() - started:.1f}s")
+        print(
+            f"{ensure_test_image(python_prefix=args.python_prefix, base_tag=base)}\t{time.monotonic() - started:.1f}s"
+        )
     return 0
 
 

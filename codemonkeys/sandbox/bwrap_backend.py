@@ -34,8 +34,8 @@ from typing import Self
 from ..config import SandboxConfig
 from ..errors import SandboxError, SandboxFileNotFoundError
 from . import patching
-from .base import TESTBED, EnvironmentRef, ExecResult
 from .aio import finish_despite_cancel
+from .base import TESTBED, EnvironmentRef, ExecResult
 from .truncate import HeadTail
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,19 @@ def bwrap_available(bwrap: str | None = None) -> str | None:
         return "bwrap is not installed (apt-get install bubblewrap)"
     import subprocess  # only for this probe; commands go through asyncio
 
-    probe = [binary, "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    probe = [
+        binary,
+        "--unshare-net",
+        "--unshare-pid",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "true",
+    ]
     if os.geteuid() != 0:
         probe.insert(1, "--unshare-user")
     try:
@@ -109,11 +121,15 @@ class BubblewrapSandbox:
         if not (source / ".git").exists():
             raise SandboxError(f"{source} is not a git repository")
         work_dir = self._config.work_dir
-        self._dir = Path(tempfile.mkdtemp(prefix="codemonkeys-bwrap-", dir=str(work_dir) if work_dir else None))
+        self._dir = Path(
+            tempfile.mkdtemp(prefix="codemonkeys-bwrap-", dir=str(work_dir) if work_dir else None)
+        )
         try:
             (self._dir / "tmp").mkdir(mode=0o1777)
             os.chmod(self._dir / "tmp", 0o1777)
-            await self._host(["cp", "-a", "--reflink=auto", "--", str(source), str(self._dir / "testbed")])
+            await self._host(
+                ["cp", "-a", "--reflink=auto", "--", str(source), str(self._dir / "testbed")]
+            )
             if self._as_root:
                 uid = self._config.bwrap_uid
                 await self._host(["chown", "-R", f"{uid}:{uid}", "--", str(self._dir / "testbed")])
@@ -136,11 +152,15 @@ class BubblewrapSandbox:
     async def _remove(self) -> None:
         directory, self._dir = self._dir, None
         if directory is not None:
-            await finish_despite_cancel(asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, directory, True)))
+            await finish_despite_cancel(
+                asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, directory, True))
+            )
 
     async def _host(self, argv: list[str]) -> None:
         """A host command on our own private directory (copy, chown)."""
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
         try:
             out, _ = await proc.communicate()
         except BaseException:
@@ -167,12 +187,20 @@ class BubblewrapSandbox:
                 found.append(PurePosixPath(prefix))
         return found
 
-    def _command(self, argv: Sequence[str], workdir: str, env: Mapping[str, str] | None, timeout: float) -> list[str]:
+    def _command(
+        self, argv: Sequence[str], workdir: str, env: Mapping[str, str] | None, timeout: float
+    ) -> list[str]:
         cfg = self._config
         private = self._private()
         cmd = [self._bwrap, "--die-with-parent", "--new-session"]
         if self._as_root:
-            cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            cmd += [
+                "--unshare-ipc",
+                "--unshare-pid",
+                "--unshare-net",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+            ]
         else:
             cmd += ["--unshare-all"]
         ro: list[PurePosixPath] = []
@@ -183,11 +211,26 @@ class BubblewrapSandbox:
             elif host.is_dir():
                 cmd += ["--ro-bind", str(host), str(host)]
                 ro.append(PurePosixPath(host))
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--bind", str(private / "tmp"), "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
+        cmd += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--bind",
+            str(private / "tmp"),
+            "/tmp",
+            "--perms",
+            "1777",
+            "--tmpfs",
+            "/var/tmp",
+        ]
         made = {PurePosixPath("/"), PurePosixPath("/tmp"), PurePosixPath("/var")}
         python_bins = []
         for source in [PurePosixPath(self._root), *self._python_prefixes()]:
-            if _is_under(source, ro) or (source != PurePosixPath(self._root) and _is_under(source, [PurePosixPath(self._root)])):
+            if _is_under(source, ro) or (
+                source != PurePosixPath(self._root)
+                and _is_under(source, [PurePosixPath(self._root)])
+            ):
                 continue
             for parent in reversed(source.parents):
                 if parent not in made:
@@ -212,7 +255,10 @@ class BubblewrapSandbox:
         }
         for key, value in variables.items():
             cmd += ["--setenv", key, value]
-        limits = [f"--as={parse_size(cfg.memory)}", f"--cpu={math.ceil(timeout * max(cfg.cpus, 1.0)) + 1}"]
+        limits = [
+            f"--as={parse_size(cfg.memory)}",
+            f"--cpu={math.ceil(timeout * max(cfg.cpus, 1.0)) + 1}",
+        ]
         if self._as_root:
             limits.append(f"--nproc={cfg.pids_limit}")
             uid = str(cfg.bwrap_uid)
@@ -298,10 +344,17 @@ class BubblewrapSandbox:
     async def _io(self, argv: list[str], data: bytes | None, what: str) -> bytes:
         """Run a file command in the sandbox with stdin/stdout kept apart from stderr."""
         proc = await self._spawn(
-            argv, workdir="/", env=None, timeout=self._config.command_timeout_s, merge=False, stdin=data is not None
+            argv,
+            workdir="/",
+            env=None,
+            timeout=self._config.command_timeout_s,
+            merge=False,
+            stdin=data is not None,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(data), self._config.command_timeout_s)
+            out, err = await asyncio.wait_for(
+                proc.communicate(data), self._config.command_timeout_s
+            )
         except BaseException:
             await self._kill(proc)
             raise

@@ -47,7 +47,9 @@ _SWEEP = (
     'for d in /proc/[0-9]*; do p="${d#/proc/}"; case " 1 $1 $$ " in *" $p "*) ;; '
     '*) kill -9 "$p" 2>/dev/null;; esac; done; true'
 )
-_PREPARE_WRITE = 'mkdir -p -- "$(dirname -- "$1")" && { stat -c %a -- "$1" 2>/dev/null || echo 644; }'
+_PREPARE_WRITE = (
+    'mkdir -p -- "$(dirname -- "$1")" && { stat -c %a -- "$1" 2>/dev/null || echo 644; }'
+)
 
 
 def connect(timeout_s: float = 60.0) -> docker.DockerClient:
@@ -81,7 +83,9 @@ def cleanup_leaked(client: docker.DockerClient, *, all_hosts: bool = False) -> l
         same_host = labels.get(f"{LABEL}.host") == host
         if not same_host and not all_hosts:
             continue
-        if same_host and session_alive(labels.get(f"{LABEL}.pid", ""), labels.get(f"{LABEL}.start", "")):
+        if same_host and session_alive(
+            labels.get(f"{LABEL}.pid", ""), labels.get(f"{LABEL}.start", "")
+        ):
             continue
         try:
             container.remove(force=True)
@@ -109,7 +113,9 @@ class DockerSandboxFactory:
         self.client = client or connect()
         self.run_id = run_id or uuid.uuid4().hex[:12]
         # A running command holds a thread while its output streams in.
-        self.executor = ThreadPoolExecutor(max_workers=max(16, 4 * config.pool_size), thread_name_prefix="cm-docker")
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(16, 4 * config.pool_size), thread_name_prefix="cm-docker"
+        )
 
     def sandbox(self, env: EnvironmentRef) -> DockerSandbox:
         if not env.image:
@@ -258,7 +264,17 @@ class DockerSandbox:
         timeout = timeout_s if timeout_s is not None else self._config.command_timeout_s
         # GNU timeout puts the command in its own process group and kills the
         # whole group; "$@" passes argv through the shell untouched.
-        wrapped = ["timeout", "-s", "KILL", f"{timeout:.3f}", "sh", "-c", 'exec "$@" 2>&1', "sh", *argv]
+        wrapped = [
+            "timeout",
+            "-s",
+            "KILL",
+            f"{timeout:.3f}",
+            "sh",
+            "-c",
+            'exec "$@" 2>&1',
+            "sh",
+            *argv,
+        ]
         started = time.monotonic()
         exec_id = (
             await self._call(
@@ -303,16 +319,25 @@ class DockerSandbox:
         )
 
     async def _exit_code(self, exec_id: str) -> int | None:
-        for _ in range(50):
+        # The stream can end a moment before the daemon records the exit.
+        delay = 0.002
+        for _ in range(40):
             info = await self._call(self._api.exec_inspect, exec_id)
             if not info.get("Running"):
                 return info.get("ExitCode")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
         return None
 
     async def _sweep(self) -> None:
         """Kill everything a command left behind (used when a docker exec hangs)."""
-        await self._exec(["sh", "-c", _SWEEP, "sh", self._keepalive], workdir="/", env=None, timeout_s=30, sweep=False)
+        await self._exec(
+            ["sh", "-c", _SWEEP, "sh", self._keepalive],
+            workdir="/",
+            env=None,
+            timeout_s=30,
+            sweep=False,
+        )
 
     # --- files --------------------------------------------------------------
 
@@ -323,7 +348,9 @@ class DockerSandbox:
     async def write_file(self, path: str, content: str) -> None:
         container = self._require()
         path = self._absolute(path)
-        prepared = await self.exec(["sh", "-c", _PREPARE_WRITE, "sh", path], workdir="/", timeout_s=60)
+        prepared = await self.exec(
+            ["sh", "-c", _PREPARE_WRITE, "sh", path], workdir="/", timeout_s=60
+        )
         mode = prepared.output.strip().splitlines()[-1:] if prepared.exit_code == 0 else []
         if not mode or not mode[0].isdigit():
             raise SandboxError(f"cannot write {path}: {prepared.output.strip()}")
@@ -350,7 +377,9 @@ class DockerSandbox:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             member = tar.next()
             if member is not None and member.issym():
-                resolved = await self.exec(["readlink", "-f", "--", path], workdir="/", timeout_s=60)
+                resolved = await self.exec(
+                    ["readlink", "-f", "--", path], workdir="/", timeout_s=60
+                )
                 if resolved.exit_code == 0 and resolved.output.strip() != path:
                     return await self.read_file(resolved.output.strip())
             if member is None or not member.isfile():
@@ -369,4 +398,3 @@ class DockerSandbox:
 
     async def reset(self) -> None:
         await patching.reset(self, self.base_commit)
-

@@ -34,7 +34,18 @@ FUNCTIONS = {
     "minimum": "min(a, b)",
     "mean": "(a + b) / 2",
 }
-EXPECTED = {"add": 5, "sub": -1, "mul": 6, "div": 2 / 3, "power": 8, "mod": 2, "floordiv": 0, "maximum": 3, "minimum": 2, "mean": 2.5}
+EXPECTED = {
+    "add": 5,
+    "sub": -1,
+    "mul": 6,
+    "div": 2 / 3,
+    "power": 8,
+    "mod": 2,
+    "floordiv": 0,
+    "maximum": 3,
+    "minimum": 2,
+    "mean": 2.5,
+}
 TEST_IDS = [f"tests.test_calc.CalcTest.test_{name}" for name in FUNCTIONS]
 IGNORED_ARTIFACT = "build/_speedups.so"
 
@@ -80,11 +91,17 @@ def make_repo(dest: Path) -> str:
         "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z",
         "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z",
     }
-    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "base"]):
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "base"],
+    ):
         proc = subprocess.run(argv, cwd=dest, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BuildError(f"{' '.join(argv)} failed: {proc.stderr}")
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def calc_patch(overrides: dict[str, str]) -> str:

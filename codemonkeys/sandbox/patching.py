@@ -19,17 +19,27 @@ from .base import TESTBED, ExecResult
 log = logging.getLogger(__name__)
 
 GIT_TIMEOUT_S = 300.0
-_STRATEGIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("git apply", ("git", "apply", "-v")),
-    ("git apply --reject", ("git", "apply", "-v", "--reject")),
-    (
-        "patch --fuzz=3",
-        ("patch", "-p1", "--fuzz=3", "--forward", "--batch", "--no-backup-if-mismatch", "-i"),
-    ),
-)
-# Saves the files a patch touches, and puts them back after a failed try.
-_SNAPSHOT = 'out="$1"; shift; tar -cf "$out" --ignore-failed-read -- "$@" 2>/dev/null'
-_RESTORE = 'snap="$1"; shift; for p in "$@"; do rm -rf -- "$p" "$p.rej" "$p.orig"; done; tar -xf "$snap"'
+STRATEGIES = ("git apply", "git apply --reject", "patch --fuzz=3")
+# One round trip for the whole strategy chain: snapshot the touched files, try
+# each tool, put the files back after a tool that may leave a half-applied
+# tree, clean up. Arguments: marker, patch file, snapshot file, touched paths.
+# Each try prints "<marker> <index> <exit code>" after its output.
+_APPLY = """
+m="$1"; pf="$2"; snap="$3"; shift 3
+tar -cf "$snap" --ignore-failed-read -- "$@" 2>/dev/null || { echo "$m snapshot-failed"; exit 90; }
+restore() { for p in "$@"; do rm -rf -- "$p" "$p.rej" "$p.orig"; done; tar -xf "$snap"; }
+done_with() { rm -f -- "$pf" "$snap"; echo "$m $1 0"; exit 0; }
+git apply -v "$pf" 2>&1 && done_with 0
+echo "$m 0 $?"
+git apply -v --reject "$pf" 2>&1 && done_with 1
+echo "$m 1 $?"
+restore "$@"
+patch -p1 --fuzz=3 --forward --batch --no-backup-if-mismatch -i "$pf" 2>&1 && done_with 2
+echo "$m 2 $?"
+restore "$@"
+rm -f -- "$pf" "$snap"
+exit 1
+"""
 # Working tree against the base commit, new untracked files included and
 # ignored ones left out, via intent-to-add entries in a throwaway index so
 # the sandbox's own index is never changed.
@@ -66,7 +76,12 @@ def _unquote(name: str) -> str:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         inner = name[1:-1]
         try:
-            return inner.encode("latin-1").decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+            return (
+                inner.encode("latin-1")
+                .decode("unicode_escape")
+                .encode("latin-1")
+                .decode("utf-8", "replace")
+            )
         except UnicodeError:
             return inner
     return name
@@ -129,30 +144,36 @@ async def apply_patch(sb: Runner, patch: str) -> str:
     if not paths:
         raise EditApplyError("patch has no file headers (--- a/... / +++ b/...)")
     tag = uuid.uuid4().hex
-    patch_file, snapshot = f"/tmp/codemonkeys-{tag}.patch", f"/tmp/codemonkeys-{tag}.tar"
+    patch_file, snapshot, marker = (
+        f"/tmp/codemonkeys-{tag}.patch",
+        f"/tmp/codemonkeys-{tag}.tar",
+        f"@@codemonkeys-{tag}",
+    )
     await sb.write_file(patch_file, patch)
+    result = await _run(
+        sb, ["sh", "-c", _APPLY, "sh", marker, patch_file, snapshot, *paths], "apply patch"
+    )
     outputs: list[str] = []
-    try:
-        snap = await _run(sb, ["sh", "-c", _SNAPSHOT, "sh", snapshot, *paths], "snapshot")
-        if snap.exit_code != 0:
-            raise SandboxError(f"cannot snapshot files before patching: {snap.output}")
-        for index, (name, argv) in enumerate(_STRATEGIES):
-            result = await _run(sb, [*argv, patch_file], name)
-            if result.exit_code == 0:
-                log.debug("patch applied with %s", name)
-                return name
-            outputs.append(f"--- {name} (exit {result.exit_code}) ---\n{result.output.strip()}")
-            if index > 0:  # plain git apply is all-or-nothing; the others are not
-                await _restore(sb, snapshot, paths)
-        raise EditApplyError("patch does not apply:\n" + "\n".join(outputs))
-    finally:
-        await sb.exec(["rm", "-f", patch_file, snapshot], timeout_s=GIT_TIMEOUT_S)
-
-
-async def _restore(sb: Runner, snapshot: str, paths: Sequence[str]) -> None:
-    result = await _run(sb, ["sh", "-c", _RESTORE, "sh", snapshot, *paths], "restore")
-    if result.exit_code != 0:
-        raise SandboxError(f"cannot restore files after a failed patch: {result.output}")
+    chunk: list[str] = []
+    tried = 0
+    for line in result.output.splitlines():
+        if not line.startswith(marker + " "):
+            chunk.append(line)
+            continue
+        fields = line.split()
+        if fields[1] == "snapshot-failed":
+            raise SandboxError(f"cannot snapshot files before patching: {result.output}")
+        index, code = int(fields[1]), fields[2]
+        if code == "0" and result.exit_code == 0:
+            log.debug("patch applied with %s", STRATEGIES[index])
+            return STRATEGIES[index]
+        outputs.append(f"--- {STRATEGIES[index]} (exit {code}) ---\n" + "\n".join(chunk).strip())
+        chunk, tried = [], tried + 1
+    if result.exit_code == 1 and (tried == len(STRATEGIES) or result.truncated):
+        raise EditApplyError("patch does not apply:\n" + "\n".join(outputs + chunk))
+    raise SandboxError(
+        f"applying a patch failed unexpectedly (exit {result.exit_code}): {result.output}"
+    )
 
 
 async def head_commit(sb: Runner) -> str | None:

@@ -1,4 +1,4 @@
-"""The deterministic core of selection: test voting and the selection answer format."""
+"""Selection: test voting and the answer format (pure core), the execution matrix, the selection stage."""
 
 from .answer import (
     SelectionAnswer,
@@ -6,6 +6,17 @@ from .answer import (
     SelectionTest,
     parse_selection_answer,
     render_selection_answer,
+)
+from .matrix import ExecutionMatrix, FlakyCell, TestCase, cell_outcome, make_tests, run_matrix
+from .stage import (
+    SelectionDeps,
+    SelectionInputs,
+    SelectionOutcome,
+    select_instance,
+    stored_candidates,
+    stored_tests,
+    top_test,
+    usable_candidates,
 )
 from .voting import (
     Candidate,
@@ -20,7 +31,21 @@ from .voting import (
 __all__ = [
     "Candidate",
     "CandidateGroup",
+    "ExecutionMatrix",
+    "FlakyCell",
     "RankedCandidate",
+    "SelectionDeps",
+    "SelectionInputs",
+    "SelectionOutcome",
+    "TestCase",
+    "cell_outcome",
+    "make_tests",
+    "run_matrix",
+    "select_instance",
+    "stored_candidates",
+    "stored_tests",
+    "top_test",
+    "usable_candidates",
     "SelectionAnswer",
     "SelectionChoice",
     "SelectionTest",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -135,9 +135,3 @@ async def run_matrix(
             matrix.flaky.append(FlakyCell(test.id, column, outcomes))
     return matrix
 
-
-def side_by_side(
-    matrix_like: Mapping[str, TestExecution], order: Sequence[str]
-) -> list[tuple[str, TestExecution]]:
-    """Executions in display order (used by prompts: original first, then candidates 1..k)."""
-    return [(column, matrix_like[column]) for column in order]

@@ -557,6 +557,11 @@ class RunStore:
         rows = self._query("SELECT * FROM selections WHERE instance_id=?", (instance_id,))
         return {**dict(rows[0]), "data": json.loads(rows[0]["data"])} if rows else None
 
+    def selections(self) -> list[dict[str, Any]]:
+        """Every recorded selection, by instance id (for exports and reports)."""
+        rows = self._query("SELECT * FROM selections ORDER BY instance_id")
+        return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
+
 
 def _where(filters: dict[str, str | None]) -> tuple[str, list[Any]]:
     clauses = []

@@ -219,7 +219,7 @@ class FakeLLMServer:
 
     # --- lifecycle ------------------------------------------------------------
 
-    def start(self) -> FakeLLMServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -258,8 +258,7 @@ class FakeLLMServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def anthropic_base_url(self) -> str:

@@ -19,6 +19,7 @@ REPO = "acme/calc"
 VERSION = "0.1"
 FUTURE_MARKER = "FUTURE-ONLY"
 
+_IGNORE = "__pycache__/\n*.egg-info/\nbuild/\n"
 _SETUP = 'from setuptools import setup\n\nsetup(name="calc", version="0.1", packages=["calc"])\n'
 _BUGGY = (
     '"""Arithmetic."""\n\n\ndef add(a, b):\n    return a + b\n\n\n'
@@ -101,7 +102,7 @@ def make_fake_repo(root: Path, *, bare: bool = True) -> FakeRepo:
     work = root / "work-acme-calc"
     work.mkdir(parents=True)
     _git(work, "init", "-q", "-b", "main")
-    env_commit = _commit(work, "Initial calc", {"setup.py": _SETUP, "calc/__init__.py": _BUGGY, "tests/test_calc.py": _TESTS}, "2023-01-02T10:00:00Z")
+    env_commit = _commit(work, "Initial calc", {".gitignore": _IGNORE, "setup.py": _SETUP, "calc/__init__.py": _BUGGY, "tests/test_calc.py": _TESTS}, "2023-01-02T10:00:00Z")
     _git(work, "tag", "v0.0.9")
     _git(work, "tag", "-a", "v0.1", "-m", "release 0.1")
     base_commit = _commit(work, "Docs", {"README.md": "calc\n"}, "2023-02-03T10:00:00Z")

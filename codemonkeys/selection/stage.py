@@ -1,0 +1,305 @@
+"""Selection for one instance: execution matrix, test voting, then the selection trajectory.
+
+1. Candidates with an empty or unreadable patch are dropped (counted); the
+   others are merged by normalized patch.
+2. Zero distinct candidates: nothing is selected (recorded as such, never as
+   an empty patch). One: it is selected without running anything.
+3. Every test runs on every distinct candidate and on the original code
+   (:func:`~.matrix.run_matrix`, cached per cell); candidates are ranked by
+   votes (:func:`~.voting.rank_candidates`) and the top ``k`` go on.
+4. With two or more left, the selection trajectory chooses among them. If it
+   fails (unreadable answers until the turn limit, provider errors after
+   retries), the top-voted candidate is selected and the reason recorded.
+
+Every step is idempotent: cells come from the cache, a finished trajectory
+from the store, so running selection again costs nothing. A trajectory that
+failed for infrastructure reasons is tried again; a model failure stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config import ModelSettings, SelectionConfig
+from ..edits import files_touched, normalize_patch
+from ..errors import DataError, FailureKind, failure_kind
+from ..execution.runner import ORIGINAL, test_hash
+from ..generation.state import TrajectoryStore
+from ..generation.trajectory import SourceFiles, TestRunnerLike
+from ..llm.types import ChatService
+from ..prompting import Prompt
+from ..sandbox.truncate import truncate_middle
+from ..store.records import TrajectoryRecord
+from .matrix import ExecutionMatrix, TestCase, make_tests, run_matrix
+from .trajectory import (
+    SelectionState,
+    SelectionTrajectoryDeps,
+    inputs_key,
+    load,
+    run_selection,
+    run_views,
+    save,
+)
+from .voting import Candidate, CandidateGroup, RankedCandidate, counted_tests, group_candidates, rank_candidates
+
+log = logging.getLogger(__name__)
+
+STAGE = "selection"
+_RETRIED = {str(FailureKind.INFRA), str(FailureKind.BUDGET)}
+
+
+class SelectionStore(TrajectoryStore, Protocol):
+    """The part of the store selection writes to."""
+
+    def put_selection(self, instance_id: str, candidate_id: str | None, method: str, data: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class SelectionDeps:
+    chat: ChatService
+    store: SelectionStore
+    runner: TestRunnerLike
+    sources: SourceFiles
+    prompt: Prompt
+    model: ModelSettings
+    config: SelectionConfig
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    instance_id: str
+    issue: str
+    candidates: Sequence[Candidate]
+    tests: Sequence[str]
+
+
+@dataclass
+class SelectionOutcome:
+    """What was selected and why; ``record()`` is what the store keeps."""
+
+    instance_id: str
+    method: str
+    group: CandidateGroup | None = None
+    ranking: list[RankedCandidate] = field(default_factory=list)
+    top: list[RankedCandidate] = field(default_factory=list)
+    matrix: ExecutionMatrix | None = None
+    reason: str | None = None
+    trajectory_id: str | None = None
+    skipped_empty: int = 0
+    skipped_unparsable: int = 0
+
+    @property
+    def candidate_id(self) -> str | None:
+        """The selected candidate (the first id of its group), ``None`` when nothing was selected."""
+        return None if self.group is None else self.group.member_ids[0]
+
+    def record(self) -> dict[str, Any]:
+        matrix = self.matrix
+        return {
+            "method": self.method,
+            "key": None if self.group is None else self.group.key,
+            "members": [] if self.group is None else list(self.group.member_ids),
+            "reason": self.reason,
+            "trajectory": self.trajectory_id,
+            "top_k": [r.key for r in self.top],
+            "ranking": [
+                {
+                    "key": r.key,
+                    "votes": r.votes,
+                    "changed_lines": r.group.changed_lines,
+                    "members": list(r.group.member_ids),
+                    "passing_tests": list(r.passing_tests),
+                }
+                for r in self.ranking
+            ],
+            "tests": 0 if matrix is None else len(matrix.tests),
+            "counted_tests": [] if matrix is None else counted_tests(matrix.original, [t.id for t in matrix.tests]),
+            "cells": 0 if matrix is None else matrix.cells,
+            "flaky": [] if matrix is None else [
+                {"test": f.test_id, "column": f.column, "outcomes": [str(o) for o in f.outcomes]} for f in matrix.flaky
+            ],
+            "skipped_empty": self.skipped_empty,
+            "skipped_unparsable": self.skipped_unparsable,
+        }
+
+
+def usable_candidates(candidates: Sequence[Candidate]) -> tuple[list[Candidate], int, int]:
+    """Candidates with a non-empty, readable patch; and how many were empty or unreadable."""
+    kept: list[Candidate] = []
+    empty = unparsable = 0
+    for candidate in candidates:
+        try:
+            normal = normalize_patch(candidate.patch) if candidate.patch.strip() else ""
+        except DataError:
+            unparsable += 1
+            continue
+        if not normal:
+            empty += 1
+            continue
+        kept.append(candidate)
+    return kept, empty, unparsable
+
+
+def top_test(top: Sequence[RankedCandidate], matrix: ExecutionMatrix) -> TestCase | None:
+    """The test shown with the candidates: one that votes for the leader and for the fewest others.
+
+    Falls back to the first counted test, then the first test, then none.
+    """
+    if not matrix.tests:
+        return None
+    counted = set(counted_tests(matrix.original, [t.id for t in matrix.tests]))
+    voting = [t for t in matrix.tests if t.id in counted]
+    if top:
+        leader = set(top[0].passing_tests)
+        backing = [t for t in voting if t.id in leader]
+        if backing:
+            return min(
+                backing, key=lambda t: sum(1 for r in top[1:] if t.id in r.passing_tests)
+            )
+    return voting[0] if voting else matrix.tests[0]
+
+
+async def _files(deps: SelectionDeps, groups: Sequence[CandidateGroup]) -> list[dict[str, str]]:
+    """The files the candidates edit, at the base commit (new files have nothing to show)."""
+    paths = sorted({path for group in groups for path in files_touched(group.patch)})
+    contents = await asyncio.gather(*(deps.sources.read(path) for path in paths))
+    files = []
+    for path, content in zip(paths, contents, strict=True):
+        if content is not None:
+            text, _ = truncate_middle(content.encode("utf-8"), deps.config.file_limit_chars)
+            files.append({"path": path, "content": text})
+    return files
+
+
+async def _system(
+    deps: SelectionDeps, inputs: SelectionInputs, top: list[RankedCandidate], matrix: ExecutionMatrix, test: TestCase | None
+) -> str:
+    """The system prompt: issue, edited files, numbered diffs, and ``test`` with its runs."""
+    runs: list[dict[str, Any]] = []
+    if test is not None:
+        columns = [("original code", ORIGINAL), *((f"candidate {i}", r.key) for i, r in enumerate(top, 1))]
+        runs = run_views(
+            [(label, matrix.execution(test.id, column)) for label, column in columns],
+            deps.config.output_limit_chars,
+        )
+    script = None if test is None else (test.script if test.script.endswith("\n") else test.script + "\n")
+    return deps.prompt.render(
+        "selection_system",
+        issue=inputs.issue,
+        files=await _files(deps, [r.group for r in top]),
+        candidates=[{"number": i, "diff": r.group.patch, "votes": r.votes} for i, r in enumerate(top, 1)],
+        test=script,
+        runs=runs,
+        total_tests=len(matrix.tests),
+    )
+
+
+def _resume(saved: SelectionState) -> SelectionState:
+    """A saved trajectory reopened when it failed for infrastructure reasons (retried by reruns)."""
+    if saved.status == "failed" and saved.failure_kind in _RETRIED:
+        return saved.model_copy(update={"status": "running", "failure_kind": None, "failure": None})
+    return saved
+
+
+async def _trajectory(deps: SelectionDeps, state: SelectionState) -> SelectionState:
+    """Run the trajectory; any failure is recorded on it, never raised."""
+    if state.finished:
+        return state
+    tdeps = SelectionTrajectoryDeps(deps.chat, deps.store, deps.runner, deps.prompt, deps.model, deps.config)
+    try:
+        return await run_selection(tdeps, state)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the trajectory boundary
+        kind = failure_kind(exc)
+        log.warning("%s failed (%s): %s", state.trajectory_id, kind, exc)
+        state.status = "failed"
+        state.failure_kind = str(kind)
+        state.failure = f"{type(exc).__name__}: {exc}"[:2000]
+        save(deps.store, state, {"action": "failed", "kind": str(kind)})
+        return state
+
+
+async def select_instance(deps: SelectionDeps, inputs: SelectionInputs) -> SelectionOutcome:
+    """Select one candidate for an instance and record the selection in the store."""
+    kept, empty, unparsable = usable_candidates(inputs.candidates)
+    outcome = SelectionOutcome(inputs.instance_id, "none", skipped_empty=empty, skipped_unparsable=unparsable)
+    groups = group_candidates(kept)
+    if not groups:
+        outcome.reason = f"no candidate with a non-empty patch ({len(inputs.candidates)} given)"
+    elif len(groups) == 1:
+        outcome.method, outcome.group = "single_candidate", groups[0]
+        outcome.ranking = outcome.top = rank_candidates(groups, {}, {})
+    else:
+        await _vote_and_choose(deps, inputs, groups, outcome)
+    deps.store.put_selection(inputs.instance_id, outcome.candidate_id, outcome.method, outcome.record())
+    return outcome
+
+
+async def _vote_and_choose(
+    deps: SelectionDeps, inputs: SelectionInputs, groups: list[CandidateGroup], outcome: SelectionOutcome
+) -> None:
+    matrix = await run_matrix(deps.runner, make_tests(inputs.tests), groups, reruns=deps.config.flaky_reruns)
+    ranking = rank_candidates(groups, matrix.results, matrix.original)
+    top = ranking[: deps.config.top_k]
+    outcome.matrix, outcome.ranking, outcome.top = matrix, ranking, top
+    if len(top) == 1:
+        outcome.method, outcome.group = "top_vote", top[0].group
+        return
+    shown = top_test(top, matrix)
+    key = inputs_key(
+        deps.prompt.version, deps.chat.name, deps.model.model_dump(), inputs.issue,
+        [r.key for r in top], None if shown is None else test_hash(shown.script),
+    )
+    saved = load(deps.store, inputs.instance_id, key)
+    if saved is None:  # the prompt reads files from a sandbox: only build it for a new trajectory
+        saved = SelectionState(
+            instance_id=inputs.instance_id, key=key, system=await _system(deps, inputs, top, matrix, shown),
+            candidates=[r.key for r in top], patches=[r.group.patch for r in top],
+        )
+    state = await _trajectory(deps, _resume(saved))
+    outcome.trajectory_id = state.trajectory_id
+    if state.status == "done" and state.choice is not None:
+        outcome.method, outcome.group = "selection_trajectory", top[state.choice - 1].group
+    else:
+        outcome.method, outcome.group = "fallback_top_vote", top[0].group
+        outcome.reason = f"{state.failure_kind}: {state.failure}"
+
+
+
+# --- what the store holds for an instance -----------------------------------------------
+
+IMPORTED_TESTS = "imported_tests"
+
+
+class SelectionSource(Protocol):
+    """The part of the store candidates and tests are read from."""
+
+    def candidates(self, instance_id: str) -> list[dict[str, Any]]: ...
+
+    def trajectories(self, instance_id: str | None = None, kind: str | None = None) -> list[TrajectoryRecord]: ...
+
+    def get_result(self, instance_id: str, stage: str, key: str) -> Any | None: ...
+
+
+def stored_candidates(store: SelectionSource, instance_id: str) -> list[Candidate]:
+    """Every candidate recorded for the instance (generation, submissions, imports)."""
+    return [Candidate(id=row["candidate_id"], patch=row["patch"]) for row in store.candidates(instance_id)]
+
+
+def stored_tests(store: SelectionSource, instance_id: str) -> list[str]:
+    """The tests that vote: each generation pipeline's final test (the editing phase may
+    have replaced the testing phase's), then tests imported from another run."""
+    final: dict[int, str] = {}
+    for kind in ("testing", "editing"):  # editing second: its test is the later one
+        for record in store.trajectories(instance_id, kind):
+            test = json.loads(record.state).get("test")
+            if isinstance(test, str) and test.strip():
+                final[record.index] = test
+    imported = store.get_result(instance_id, STAGE, IMPORTED_TESTS) or []
+    return [final[i] for i in sorted(final)] + [t for t in imported if isinstance(t, str)]

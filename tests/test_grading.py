@@ -1,0 +1,136 @@
+"""Eval scripts, log parsing and verdicts, checked against swebench's own rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from codemonkeys.env.grading import (
+    eval_script,
+    grade,
+    log_parser,
+    needs_network,
+    parse_test_output,
+    report_from_output,
+    build_test_command,
+)
+from codemonkeys.env.specs import EnvSpec, SpecRegistry
+from codemonkeys.errors import DataError
+from codemonkeys.swebench.instances import Instance
+
+START, END = ">>>>> Start Test Output", ">>>>> End Test Output"
+TEST_PATCH = (
+    "diff --git a/tests/test_calc.py b/tests/test_calc.py\n--- a/tests/test_calc.py\n+++ b/tests/test_calc.py\n"
+    "@@ -1 +1,2 @@\n x = 1\n+y = 2\n"
+    "diff --git a/tests/data.json b/tests/data.json\n--- a/tests/data.json\n+++ b/tests/data.json\n@@ -1 +1 @@\n-{}\n+[]\n"
+)
+
+
+def _instance(repo: str = "acme/calc", test_patch: str = TEST_PATCH, **changes: object) -> Instance:
+    fields: dict[str, object] = {
+        "repo": repo,
+        "instance_id": "acme__calc-1",
+        "base_commit": "a" * 40,
+        "environment_setup_commit": "b" * 40,
+        "version": "0.1",
+        "problem_statement": "p",
+        "patch": "",
+        "test_patch": test_patch,
+        "FAIL_TO_PASS": ["tests/test_calc.py::test_new"],
+        "PASS_TO_PASS": ["tests/test_calc.py::test_old"],
+    }
+    fields.update(changes)
+    return Instance.model_validate(fields)
+
+
+SPEC = EnvSpec(python="3.11", test_cmd="pytest -rA", install="python -m pip install -e .", log_parser="parse_log_pytest",
+               eval_commands=["export LANG=C.UTF-8"], env_vars={"A_VAR": "it's"})
+
+
+def test_eval_script_follows_the_official_order() -> None:
+    script = eval_script(_instance(), SPEC)
+    lines = script.splitlines()
+    assert lines[:2] == ["#!/bin/bash", "set -uxo pipefail"]
+    order = [
+        "export A_VAR='it'\"'\"'s'",
+        "export LANG=C.UTF-8",
+        f"git -c core.fileMode=false diff {'a' * 40}",
+        "python -m pip install -e .",
+        f"git checkout {'a' * 40} tests/test_calc.py tests/data.json",
+        "git apply -v - <<'EOF_114329324912'",
+        f": '{START}'",
+        "pytest -rA tests/test_calc.py",  # the .json file is not a test directive
+        f": '{END}'",
+    ]
+    positions = [lines.index(line) for line in order]
+    assert positions == sorted(positions)
+    assert lines[-1] == f"git checkout {'a' * 40} tests/test_calc.py tests/data.json"
+    assert TEST_PATCH in script
+
+
+def test_django_directives_are_modules() -> None:
+    patch = "diff --git a/tests/admin_views/tests.py b/tests/admin_views/tests.py\n--- a/x\n+++ b/x\n"
+    instance = _instance("django/django", patch, version="3.0")
+    spec = SpecRegistry().get("django/django", "3.0")
+    assert build_test_command(instance, spec) == "./tests/runtests.py --verbosity 2 --settings=test_sqlite --parallel 1 admin_views.tests"
+
+
+def test_pytest_log_is_parsed_between_markers_and_graded() -> None:
+    instance = _instance()
+    output = (
+        "+ pip install ...\nPASSED tests/test_calc.py::test_before_markers\n"
+        f"+ : '{START}'\n"
+        "PASSED tests/test_calc.py::test_old\nFAILED tests/test_calc.py::test_new - AssertionError: boom\n"
+        f"+ : '{END}'\n"
+    )
+    assert parse_test_output(output, instance.repo, SPEC) == {"tests/test_calc.py::test_old": "PASSED", "tests/test_calc.py::test_new": "FAILED"}
+    report = report_from_output(instance, SPEC, output, test_s=1.5)
+    assert report.status == "unresolved"
+    assert report.tests["FAIL_TO_PASS"] == {"success": [], "failure": ["tests/test_calc.py::test_new"]}
+    assert report.cause == "FAIL_TO_PASS 0/1 pass, PASS_TO_PASS 1/1 pass"
+    fixed = output.replace("FAILED tests/test_calc.py::test_new - AssertionError: boom", "PASSED tests/test_calc.py::test_new")
+    resolved = report_from_output(instance, SPEC, fixed)
+    assert resolved.status == "resolved" and resolved.cause is None
+    assert resolved.as_dict()["tests"]["PASS_TO_PASS"]["success"] == ["tests/test_calc.py::test_old"]
+
+
+def test_missing_markers_and_empty_results_are_unresolved_with_a_cause() -> None:
+    instance = _instance()
+    no_markers = report_from_output(instance, SPEC, "error: patch failed\n")
+    assert no_markers.status == "unresolved" and "markers missing" in (no_markers.cause or "")
+    empty = report_from_output(instance, SPEC, f"{START}\nImportError\n{END}\n")
+    assert empty.status == "unresolved" and (empty.cause or "").startswith("no test results")
+
+
+def test_network_errors_are_flagged() -> None:
+    output = f"{START}\nFAILED tests/test_calc.py::test_new - requests.exceptions.ConnectionError: Max retries exceeded with url: /get\n{END}\n"
+    report = report_from_output(_instance(), SPEC, output)
+    assert report.needs_network and "network" in (report.cause or "")
+    assert not needs_network("all good")
+
+
+def test_django_and_sympy_logs_use_swebench_parsers() -> None:
+    django = _instance("django/django", FAIL_TO_PASS=["test_a (app.tests.T)"], PASS_TO_PASS=["test_b (app.tests.T)"], version="3.0")
+    spec = SpecRegistry().get("django/django", "3.0")
+    log = f"{START}\ntest_a (app.tests.T) ... ok\ntest_b (app.tests.T) ... FAIL\n{END}\n"
+    assert parse_test_output(log, django.repo, spec) == {"test_a (app.tests.T)": "PASSED", "test_b (app.tests.T)": "FAILED"}
+    assert report_from_output(django, spec, log).status == "unresolved"
+    sympy = _instance("sympy/sympy", FAIL_TO_PASS=["test_x"], PASS_TO_PASS=[], version="1.1")
+    sympy_log = f"{START}\ntest_x ok\n{END}\n"
+    assert report_from_output(sympy, SpecRegistry().get("sympy/sympy", "1.1"), sympy_log).status == "resolved"
+
+
+def test_grade_matches_swebench_semantics() -> None:
+    instance = _instance(FAIL_TO_PASS=["a", "b"], PASS_TO_PASS=["c"])
+    # XFAIL counts as passing; a test missing from the log counts as failing.
+    resolved, tests = grade(instance, {"a": "PASSED", "b": "XFAIL", "c": "PASSED"})
+    assert resolved and tests["FAIL_TO_PASS"]["success"] == ["a", "b"]
+    resolved, tests = grade(instance, {"a": "PASSED", "b": "PASSED"})
+    assert not resolved and tests["PASS_TO_PASS"]["failure"] == ["c"]
+
+
+def test_log_parser_lookup() -> None:
+    assert log_parser("acme/calc", SPEC).__name__ == "parse_log_pytest"
+    with pytest.raises(DataError, match="no log parser for acme/calc"):
+        log_parser("acme/calc", EnvSpec(python="3.11", test_cmd="pytest"))
+    with pytest.raises(DataError, match="unknown log parser"):
+        log_parser("acme/calc", EnvSpec(python="3.11", test_cmd="pytest", log_parser="nope"))
