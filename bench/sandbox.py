@@ -5,6 +5,9 @@
 * reused: one container per patch: apply the patch, run the 10 tests, reset;
 * fresh:  a new container for every run: start, apply the patch, run one test, remove.
 
+The two modes alternate patch by patch, sequentially (no concurrency), so
+both see the same machine load.
+
 Both modes must produce the same exit codes; the table shows both wall times
 and their ratio. Without ``--image`` it runs on the fixture repository in the
 small test image (built if missing). With ``--image IMAGE --instance ID`` it
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,26 +91,24 @@ def instance_workload(image: str, instance_id: str, n_tests: int, n_patches: int
     return Workload(image, tests, patches, lambda test: ["bash", "-c", script, "bash", test])
 
 
-async def run_reused(factory: DockerSandboxFactory, work: Workload) -> list[int | None]:
+async def run_reused(factory: DockerSandboxFactory, work: Workload, patch: str) -> list[int | None]:
+    """One container for the patch: apply, run every test, reset."""
     codes: list[int | None] = []
-    env = EnvironmentRef(key="bench", image=work.image)
-    for patch in work.patches:
-        async with factory.sandbox(env) as sb:
-            await sb.apply_patch(patch)
-            for test in work.tests:
-                codes.append((await sb.exec(work.argv_for(test))).exit_code)
-            await sb.reset()
+    async with factory.sandbox(EnvironmentRef(key="bench", image=work.image)) as sb:
+        await sb.apply_patch(patch)
+        for test in work.tests:
+            codes.append((await sb.exec(work.argv_for(test))).exit_code)
+        await sb.reset()
     return codes
 
 
-async def run_fresh(factory: DockerSandboxFactory, work: Workload) -> list[int | None]:
+async def run_fresh(factory: DockerSandboxFactory, work: Workload, patch: str) -> list[int | None]:
+    """A new container for every test run of the patch."""
     codes: list[int | None] = []
-    env = EnvironmentRef(key="bench", image=work.image)
-    for patch in work.patches:
-        for test in work.tests:
-            async with factory.sandbox(env) as sb:
-                await sb.apply_patch(patch)
-                codes.append((await sb.exec(work.argv_for(test))).exit_code)
+    for test in work.tests:
+        async with factory.sandbox(EnvironmentRef(key="bench", image=work.image)) as sb:
+            await sb.apply_patch(patch)
+            codes.append((await sb.exec(work.argv_for(test))).exit_code)
     return codes
 
 
@@ -133,17 +135,26 @@ async def main(argv: Sequence[str] | None = None) -> int:
         work = fixture_workload(client, args.tests, args.patches)
     factory = DockerSandboxFactory(SandboxConfig(command_timeout_s=600), client=client)
     runs = len(work.tests) * len(work.patches)
+    reused: list[int | None] = []
+    fresh: list[int | None] = []
+    reused_s = fresh_s = 0.0
+    load_before = os.getloadavg()[0]
     try:
-        started = time.monotonic()
-        reused = await run_reused(factory, work)
-        reused_s = time.monotonic() - started
-        started = time.monotonic()
-        fresh = await run_fresh(factory, work)
-        fresh_s = time.monotonic() - started
+        # The modes alternate patch by patch, so a change in machine load hits both alike.
+        for patch in work.patches:
+            started = time.monotonic()
+            reused += await run_reused(factory, work, patch)
+            reused_s += time.monotonic() - started
+            started = time.monotonic()
+            fresh += await run_fresh(factory, work, patch)
+            fresh_s += time.monotonic() - started
     finally:
         factory.close()
     print(
         f"image {work.image}: {len(work.tests)} tests x {len(work.patches)} patches = {runs} runs"
+    )
+    print(
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores)"
     )
     print(f"exit codes: {sorted(set(map(str, reused)))}; both modes agree: {reused == fresh}")
     print(

@@ -29,7 +29,7 @@ def docker_client():  # type: ignore[no-untyped-def]
     try:
         return connect()
     except SandboxError as exc:
-        pytest.skip(f"no Docker daemon answers: {exc}")
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session", name="fixture_image")

@@ -140,3 +140,27 @@ def test_select_and_ensemble_reports_of_a_run(tmp_path: Path, capsys: pytest.Cap
     ]
     main(["select", str(run), "--report"])
     assert "selection_trajectory" in capsys.readouterr().out
+
+
+def test_select_command_without_anything_to_vote_on_then_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One distinct candidate (two copies) and no candidate: no sandbox, no model, no API key."""
+    from codemonkeys.swebench.instances import Instance
+
+    run = tmp_path / "run"
+    with RunStore.open(run) as store:
+        for iid in ("i1", "i2"):
+            instance = Instance(
+                instance_id=iid, repo="o/r", base_commit="abc1234", version="1", environment_setup_commit="abc1234",
+                problem_statement="p", test_patch="", FAIL_TO_PASS=[], PASS_TO_PASS=[],
+            )
+            store.add_instance(iid, instance.repo, instance.model_dump(mode="json"))
+        store.add_candidate("i1/generation/0", "i1", "generation", P1, patch_hash(P1), {})
+        store.add_candidate("i1/generation/1", "i1", "generation", P1 + "\n", patch_hash(P1), {})
+    main(["select", str(run), "--set", "models.selection.model=scripted:unused", "--json"])  # no SystemExit: success
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["instance_id"], r["method"], r["candidate_id"]) for r in results] == [
+        ("i1", "single_candidate", "i1/generation/0"), ("i2", "none", None)
+    ]
+    main(["export", str(run), "--output", str(tmp_path / "preds.jsonl")])
+    [row] = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert row == {"instance_id": "i1", "model_name_or_path": "codemonkeys", "model_patch": P1}

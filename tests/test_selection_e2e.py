@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
+from repo_images import build_repo_image
+from sandbox_support import docker_client  # noqa: F401
 
 from codemonkeys.config import ModelSettings, SandboxConfig, SelectionConfig, load_config
 from codemonkeys.edits import make_diff
@@ -27,8 +29,6 @@ from codemonkeys.prompting import Prompt
 from codemonkeys.sandbox.base import EnvironmentRef
 from codemonkeys.selection import Candidate, SelectionDeps, SelectionInputs, select_instance
 from codemonkeys.store import RunStore
-from repo_images import build_repo_image
-from sandbox_support import docker_client  # noqa: F401
 
 pytestmark = pytest.mark.docker
 
@@ -75,7 +75,7 @@ def reply_by_reading(request: ChatRequest) -> str:
     if not any(m.role == "assistant" for m in request.messages):
         return SELECTION_TEST
     assert request.system is not None
-    numbers = re.findall(r'<candidate number="(\d+)">\n```diff\n(.*?)```', request.system, re.S)
+    numbers = re.findall(r'<candidate number="(\d+)">\n```diff\n(.*?)```', request.system, re.DOTALL)
     right = next(n for n, diff in numbers if "+    return width * height" in diff)
     assert "candidate 3" in request.messages[-1].content  # outputs side by side
     return f"Candidate {right} is the only one that multiplies.\n<choice>{right}</choice>"
@@ -166,3 +166,81 @@ async def test_provider_failure_falls_back_and_a_rerun_retries_it(tmp_path: Path
     assert (second.method, second.candidate_id) == ("selection_trajectory", "c-right")
     assert executed == 4  # only the selection model's own test is new
     assert store.selection("shapes-1")["method"] == "selection_trajectory"  # type: ignore[index]
+
+
+# --- an ensemble: submissions' patches, generated tests, the same selection ----------------------
+
+
+def reply_for_testing(request: ChatRequest) -> str:
+    """Trajectory i writes the i-th area test, then is content with it."""
+    if any(m.role == "assistant" for m in request.messages):
+        return "<done/>"
+    return "<test>\n```python\n" + [area_test(2, 3), area_test(4, 5)][request.sample] + "```\n</test>"
+
+
+async def test_ensemble_of_submissions_generates_tests_and_selects(tmp_path: Path, shapes_env: EnvironmentRef) -> None:
+    import json
+
+    from codemonkeys.cli.ensemble_cmd import make_test_writer
+    from codemonkeys.cli.select_cmd import select_many
+    from codemonkeys.ensemble import load_predictions
+    from codemonkeys.ensemble.pool import pool_submissions, submission_candidate_id
+    from codemonkeys.llm.registry import ModelHub
+    from codemonkeys.sandbox.docker_backend import DockerSandboxFactory
+    from codemonkeys.swebench.instances import Instance
+
+    members = []
+    for name, patch in (("right", RIGHT), ("sum", WRONG_SUM), ("max", WRONG_MAX), ("blank", "")):
+        path = tmp_path / name / "all_preds.jsonl"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"instance_id": "shapes-1", "model_name_or_path": name, "model_patch": patch}) + "\n")
+        members.append((name, load_predictions(path)))
+    instance = Instance(
+        instance_id="shapes-1", repo="example/shapes", base_commit="abc1234", version="1",
+        environment_setup_commit="abc1234", problem_statement=ISSUE, test_patch="", FAIL_TO_PASS=[], PASS_TO_PASS=[],
+    )
+    cfg = load_config(None, [
+        "models.testing.model=scripted:testing", "models.selection.model=scripted:selection",
+        "selection.generated_tests=2", "selection.test_timeout_s=30", "sandbox.pool_size=4",
+    ])
+    models: dict[str, ScriptedModel] = {}
+
+    def scripted(spec, stage, instance_id):  # type: ignore[no-untyped-def]
+        reply = reply_for_testing if stage == "testing" else reply_by_reading
+        return models.setdefault(stage, ScriptedModel(reply, name=spec.label))
+
+    async def env_for(_: Instance) -> EnvironmentRef:
+        return shapes_env
+
+    async def run(store: RunStore):  # type: ignore[no-untyped-def]
+        hub = ModelHub(cfg, store, {}, extra_models=scripted)
+        factory = DockerSandboxFactory(cfg.sandbox)
+        try:
+            [result] = await select_many(
+                cfg, store, hub, factory, env_for, [instance], prepare=make_test_writer(cfg, store)(hub)
+            )
+        finally:
+            factory.close()
+        return result
+
+    store = RunStore.open(tmp_path / "run")
+    summary = pool_submissions(store, members, ["shapes-1"])
+    assert sum(summary.added.values()) == 3 and summary.no_patch["blank"] == 1
+    result = await run(store)
+    assert result.failure is None, result.failure
+    assert result.outcome is not None
+    assert (result.outcome.method, result.outcome.candidate_id) == (
+        "selection_trajectory", submission_candidate_id("shapes-1", "right")
+    )
+    assert [r.votes for r in result.outcome.ranking] == [2, 1, 0]
+    assert len(store.trajectories("shapes-1", "testing")) == 2
+    # 2 generated tests: each on the original once while being written (cached), then
+    # 2 x (original + 3 candidates) in the matrix, then the selection test on 4 columns.
+    assert result.executed == 2 * 4 + 4
+    assert [len(m.calls) for m in (models["testing"], models["selection"])] == [4, 2]
+
+    models.clear()
+    again = await run(store)
+    assert again.executed == 0 and again.outcome is not None
+    assert again.outcome.candidate_id == result.outcome.candidate_id
+    assert all(m.calls == [] for m in models.values())

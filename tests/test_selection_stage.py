@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codemonkeys.config import ModelSettings, SelectionConfig, load_config
-from codemonkeys.edits import TestOutcome, make_diff, patch_hash, parse_test_script
+from codemonkeys.edits import TestOutcome, make_diff, parse_test_script, patch_hash
 from codemonkeys.execution import runner as runner_module
 from codemonkeys.execution.runner import ORIGINAL, patch_key
 from codemonkeys.generation.state import TrajectoryState, save

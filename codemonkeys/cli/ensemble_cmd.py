@@ -109,8 +109,11 @@ def print_report(
     as_json: bool,
 ) -> EnsembleReport:
     names = {name for name, _, _ in members}
-    selection, outside = selected_members(store, names) if store is not None else (None, 0)
-    report = build_report(members, universe, selection if store is not None else None)
+    selection: dict[str, str] | None = None
+    outside = 0
+    if store is not None and store.selections():
+        selection, outside = selected_members(store, names)
+    report = build_report(members, universe, selection)
     labelled = all(l is not None for _, _, l in members)
     if as_json:
         payload: dict[str, Any] = report.model_dump(mode="json")

@@ -98,16 +98,18 @@ async def select_many(
     gate = asyncio.Semaphore(cfg.max_concurrent_instances)
     prompt = Prompt("selection.j2")
 
+    def inputs(instance: Instance) -> SelectionInputs:
+        iid = instance.instance_id
+        return SelectionInputs(iid, instance.problem_statement, stored_candidates(store, iid), stored_tests(store, iid))
+
     async def one(instance: Instance) -> InstanceResult:
         iid = instance.instance_id
         result = InstanceResult(iid)
         async with gate:
             try:
-                inputs = lambda: SelectionInputs(  # noqa: E731 - read after prepare() may add tests
-                    iid, instance.problem_statement, stored_candidates(store, iid), stored_tests(store, iid)
-                )
-                if not usable_candidates(inputs().candidates)[0]:  # nothing to run: no environment needed
-                    result.outcome = await select_instance(_deps(cfg, store, hub, None, None, prompt, iid), inputs())
+                if len(group_candidates(usable_candidates(inputs(instance).candidates)[0])) < 2:
+                    # Nothing to vote on: no environment, no tests, no model.
+                    result.outcome = await select_instance(_deps(cfg, store, hub, None, None, prompt, iid), inputs(instance))
                 else:
                     env = await env_for(instance)
                     async with SandboxPool(factory, env, cfg.sandbox.pool_size) as pool:
@@ -116,7 +118,7 @@ async def select_many(
                         if prepare is not None:
                             await prepare(instance, runner, sources)
                         deps = _deps(cfg, store, hub, runner, sources, prompt, iid)
-                        result.outcome = await select_instance(deps, inputs())
+                        result.outcome = await select_instance(deps, inputs(instance))
                         result.executed = runner.executed
                 store.set_instance_state(iid, "selection", "done")
             except asyncio.CancelledError:

@@ -6,7 +6,8 @@ packages from PyPI through ``uv`` with the environment commit's date as
 cut-off. Layers (builder, python, env, instance; see :mod:`.plan`) are tagged
 by content keys and reused. Every build's log is kept under
 ``<cache>/build-logs``; a failure raises :class:`BuildError` naming the log.
-This module and :mod:`.validate`'s caller are the only env code touching Docker.
+This is the only env module that touches Docker; grading runs in sandboxes
+through the :class:`~codemonkeys.sandbox.base.SandboxFactory` protocol.
 """
 
 from __future__ import annotations

@@ -355,6 +355,11 @@ class BubblewrapSandbox:
             out, err = await asyncio.wait_for(
                 proc.communicate(data), self._config.command_timeout_s
             )
+        except TimeoutError as exc:
+            await self._kill(proc)
+            raise SandboxError(
+                f"{what} took longer than {self._config.command_timeout_s} s"
+            ) from exc
         except BaseException:
             await self._kill(proc)
             raise

@@ -307,6 +307,10 @@ class DockerSandbox:
                 await self._sweep()
         await finish_despite_cancel(reader)
         exit_code = await self._exit_code(exec_id)
+        if exit_code is None and not watchdog:
+            raise SandboxError(
+                f"docker exec in {self.name} ended its output but reports no exit code"
+            )
         duration = time.monotonic() - started
         timed_out = watchdog or (exit_code == 137 and duration >= timeout)
         output, truncated = sink.render()

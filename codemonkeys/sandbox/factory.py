@@ -45,5 +45,5 @@ def make_sandbox_factory(config: SandboxConfig) -> SandboxFactory:
         except SandboxError as bwrap_error:
             raise SandboxError(
                 f"no sandbox backend works here: Docker: {docker_error}; bubblewrap: {bwrap_error}. "
-                "Start a Docker daemon or install bubblewrap (see .ci/setup_sandbox.sh)."
+                "Start a Docker daemon or install bubblewrap (see scripts/setup_sandbox.sh)."
             ) from bwrap_error

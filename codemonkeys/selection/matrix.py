@@ -28,8 +28,6 @@ from .voting import CandidateGroup
 class CellRunner(Protocol):
     """The part of the test runner the matrix uses."""
 
-    __test__ = False
-
     async def run(self, patch: str, script: str, *, attempt: int = 0) -> TestExecution: ...
 
 

@@ -45,7 +45,14 @@ from .trajectory import (
     run_views,
     save,
 )
-from .voting import Candidate, CandidateGroup, RankedCandidate, counted_tests, group_candidates, rank_candidates
+from .voting import (
+    Candidate,
+    CandidateGroup,
+    RankedCandidate,
+    counted_tests,
+    group_candidates,
+    rank_candidates,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,177 @@
+"""One instance through every stage: context, environment, generation, selection.
+
+Stages are not barriers across instances: each instance runs this pipeline on
+its own, so one instance can be selecting while another reads files. Every
+stage reads what an earlier attempt stored before doing anything, so a rerun
+after a crash continues where the instance stopped, and no model call is paid
+twice (the response cache answers replayed requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from ..budget import BudgetGuard
+from ..config import Config
+from ..context.gitread import GitObjects
+from ..context.result import read_packed
+from ..context.stage import ContextStage, ContextTask
+from ..errors import FailureKind, failure_kind
+from ..execution import SandboxPool, TestRunner
+from ..execution.sources import SandboxSources
+from ..generation.stage import ContextFile, GenerationInputs, generate
+from ..generation.trajectory import TrajectoryDeps
+from ..llm.registry import ModelHub
+from ..prompting import Prompt
+from ..sandbox.base import EnvironmentRef, SandboxFactory
+from ..selection.stage import SelectionDeps, SelectionInputs, select_instance, stored_candidates, stored_tests
+from ..store import RunStore
+from ..swebench.instances import Instance
+from ..swebench.repo import RepoSource
+from .planner import Plan, modelled_trajectory_cost, plan_generation
+
+log = logging.getLogger(__name__)
+
+STAGES = ("context", "environment", "generation", "selection", "done")
+
+
+class EnvironmentProvider(Protocol):
+    """Gets an instance's environment ready (pull, cache or build) and names it."""
+
+    async def environment(self, instance: Instance) -> EnvironmentRef: ...
+
+
+@dataclass(frozen=True)
+class PipelineEvent:
+    """Progress for the live view: an instance entered a stage, finished, or failed."""
+
+    instance_id: str
+    stage: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class Services:
+    """Everything shared by the instances of a run."""
+
+    config: Config
+    store: RunStore
+    hub: ModelHub
+    budget: BudgetGuard
+    repos: RepoSource
+    environments: EnvironmentProvider
+    sandboxes: SandboxFactory
+    context: ContextStage
+    events: Callable[[PipelineEvent], None] = lambda event: None
+
+
+def _expected_trajectory_cost(services: Services) -> float | None:
+    """Mean cost of this run's finished editing pipelines, else the token model's estimate."""
+    rows = services.store.ledger(group_by=("trajectory",))
+    costs = [row.cost_usd for row in rows if row.group[0] and "/editing/" in str(row.group[0])]
+    testing = [row.cost_usd for row in rows if row.group[0] and "/testing/" in str(row.group[0])]
+    if len(costs) >= 3:
+        return sum(costs) / len(costs) + (sum(testing) / len(testing) if testing else 0.0)
+    return modelled_trajectory_cost(services.config, services.hub.prices)
+
+
+def plan_for(services: Services, instance_id: str, instances_left: int) -> Plan:
+    """The instance's share of what is left of the budget, turned into a plan."""
+    guard = services.budget
+    available = guard.remaining(instance_id)
+    total_left = guard.remaining()
+    if total_left is not None and instances_left > 1:
+        share = total_left / instances_left
+        available = share if available is None else min(available, share)
+    return plan_generation(
+        services.config, available_usd=available, expected_trajectory_usd=_expected_trajectory_cost(services)
+    )
+
+
+def _generation_deps(services: Services, instance_id: str, runner: TestRunner, sources: SandboxSources, plan: Plan) -> tuple[TrajectoryDeps, TrajectoryDeps]:
+    config = services.config
+    prompt = Prompt("generation.j2")
+    gen = config.generation.model_copy(update={"max_iterations": plan.max_iterations})
+    common = dict(store=services.store, runner=runner, sources=sources, prompt=prompt, config=gen)
+    testing = TrajectoryDeps(chat=services.hub.gateway("testing", instance_id), model=config.models.testing, **common)  # type: ignore[arg-type]
+    editing = TrajectoryDeps(chat=services.hub.gateway("editing", instance_id), model=config.models.editing, **common)  # type: ignore[arg-type]
+    return testing, editing
+
+
+async def run_instance(services: Services, instance: Instance, *, instances_left: int = 1) -> str:
+    """Run (or resume) one instance; returns its final status. Never raises for the instance's own failures."""
+    store, iid = services.store, instance.instance_id
+    store.add_instance(iid, instance.repo, instance.model_dump(mode="json"))
+    if store.selection(iid) is not None:
+        store.set_instance_state(iid, "done", "done")
+        return "done"
+    stage = "context"
+    try:
+        services.events(PipelineEvent(iid, stage, "running"))
+        repo = await asyncio.to_thread(services.repos.ensure_commit, instance.repo, instance.base_commit)
+        context = await services.context.run(ContextTask(iid, instance.problem_statement, repo, instance.base_commit))
+        with GitObjects(repo) as objects:
+            files = [ContextFile(path, text) for path, text in read_packed(context, objects)]
+
+        stage = "environment"
+        store.set_instance_state(iid, stage, "running")
+        services.events(PipelineEvent(iid, stage, "running"))
+        env = await services.environments.environment(instance)
+
+        stage = "generation"
+        plan = plan_for(services, iid, instances_left)
+        store.put_result(iid, "plan", "generation", plan.as_dict())
+        if plan.degraded:
+            log.warning("%s: %s", iid, plan.reason)
+        if plan.skipped:
+            store.set_instance_state(iid, stage, "failed", str(FailureKind.BUDGET), plan.reason)
+            services.events(PipelineEvent(iid, stage, "failed", plan.reason))
+            return "failed"
+        store.set_instance_state(iid, stage, "running")
+        services.events(PipelineEvent(iid, stage, "running", f"{plan.trajectories} trajectories"))
+        async with SandboxPool(services.sandboxes, env, services.config.sandbox.pool_size) as pool:
+            runner = TestRunner(pool, store, timeout_s=services.config.generation.test_timeout_s)
+            sources = SandboxSources(pool)
+            testing, editing = _generation_deps(services, iid, runner, sources, plan)
+            inputs = GenerationInputs(iid, instance.problem_statement, files)
+            result = await generate(testing, editing, store, inputs, plan.trajectories)
+            if result.failures:
+                log.info("%s: %d trajectory failure(s)", iid, len(result.failures))
+
+            stage = "selection"
+            store.set_instance_state(iid, stage, "running")
+            services.events(PipelineEvent(iid, stage, "running"))
+            selection_runner = TestRunner(pool, store, timeout_s=services.config.selection.test_timeout_s)
+            deps = SelectionDeps(
+                chat=services.hub.gateway("selection", iid),
+                store=store,
+                runner=selection_runner,
+                sources=sources,
+                prompt=Prompt("selection.j2"),
+                model=services.config.models.selection,
+                config=services.config.selection,
+            )
+            candidates = stored_candidates(store, iid)
+            outcome = await select_instance(deps, SelectionInputs(iid, instance.problem_statement, candidates, stored_tests(store, iid)))
+        if outcome.candidate_id is None:
+            kinds = {reason.split(":", 1)[0] for reason in result.failures.values()}
+            kind = str(FailureKind.INFRA) if str(FailureKind.INFRA) in kinds else str(FailureKind.MODEL)
+            store.set_instance_state(iid, "selection", "failed", kind, outcome.reason or "no candidate")
+            services.events(PipelineEvent(iid, "selection", "failed", outcome.reason or ""))
+            return "failed"
+        store.set_instance_state(iid, "done", "done")
+        services.events(PipelineEvent(iid, "done", "done", outcome.method))
+        return "done"
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the instance boundary: record and let the others go on
+        kind = failure_kind(exc)
+        log.error("%s failed in %s (%s): %s: %s", iid, stage, kind, type(exc).__name__, exc)
+        store.set_instance_state(iid, stage, "failed", str(kind), f"{type(exc).__name__}: {exc}"[:2000])
+        services.events(PipelineEvent(iid, stage, "failed", str(exc)[:200]))
+        return "failed"
