@@ -6,6 +6,7 @@ import importlib
 from types import ModuleType
 
 _MODULES = (
+    "codemonkeys.cli.run_cmd",
     "codemonkeys.cli.config_cmd",
     "codemonkeys.cli.costs_cmd",
     "codemonkeys.cli.context_cmd",

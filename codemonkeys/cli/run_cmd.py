@@ -1,0 +1,145 @@
+"""``codemonkeys run``: the whole job, and ``codemonkeys status``: where every instance stands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import Config, load_config
+from ..errors import UserError
+from ..store import RunStore
+from ..swebench.instances import Instance, load_instances, split_ids
+
+EXAMPLE = "example"
+
+
+def _prepare(
+    config_name: str, overrides: list[str], dataset: str | None, ids: list[str], mirror_dir: Path | None, run_dir: Path
+) -> tuple[Config, list[Instance]]:
+    """The config and instances of a run; ``--dataset example`` is the bundled instance."""
+    if dataset == EXAMPLE:
+        from ..examples import prepare_example
+
+        setup = prepare_example(run_dir)
+        overrides = [*setup.overrides, *overrides]
+        dataset = str(setup.dataset)
+    if mirror_dir is not None:
+        overrides = [f"environment.mirror_dir={mirror_dir}", *overrides]
+    config = load_config(Path(config_name) if Path(config_name).exists() else config_name, overrides)
+    if dataset is None:
+        raise UserError("--dataset is required: a SWE-bench JSONL/JSON/parquet file, a hub name, or 'example'")
+    return config, load_instances(dataset, instance_ids=ids or None)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        config: str = typer.Argument(..., help="Config file or shipped config name (verified, example)."),
+        overrides: list[str] = typer.Argument(None, help="key.path=value overrides."),
+        dataset: str = typer.Option(None, "--dataset", help="JSONL/JSON/parquet file, hub name, or 'example'."),
+        instance_ids: list[str] = typer.Option(None, "--instance-ids", help="Ids, comma separated or repeated."),
+        mirror_dir: Path = typer.Option(None, "--mirror-dir", help="Directory of <owner>__<repo> git mirrors."),
+        run_dir: Path = typer.Option(..., "--run-dir", help="Run directory; rerun the same command to resume."),
+        estimate: bool = typer.Option(False, "--estimate", help="Project tokens and dollars; spend nothing."),
+        retry_infra: bool = typer.Option(False, "--retry-infra", help="Redo only instances that failed for infrastructure reasons."),
+        allow_oracle: bool = typer.Option(False, "--allow-oracle", help="Export predictions made with an oracle model."),
+    ) -> None:
+        """Context, generation, selection and export for every instance, resumable."""
+        ids = [i for text in instance_ids or [] for i in split_ids(text)]
+        cfg, instances = _prepare(config, overrides or [], dataset, ids, mirror_dir, run_dir)
+        if estimate:
+            from ..pipeline.estimate import print_estimate
+
+            print_estimate(cfg, instances, run_dir)
+            return
+        _run(cfg, instances, run_dir, retry_infra=retry_infra, allow_oracle=allow_oracle)
+
+    @app.command("status")
+    def status(
+        run_dir: Path = typer.Argument(..., help="A run directory."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Where every instance of a run stands: stage, status, trajectories, selection, failures."""
+        with RunStore.open_existing(run_dir) as store:
+            rows = status_rows(store)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        table = Table(title=f"status of {run_dir}")
+        for column in ("instance", "stage", "status", "plan", "trajectories", "candidates", "selection", "failure"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(row[key]) for key in ("instance_id", "stage", "status", "plan", "trajectories", "candidates", "selection", "failure")))
+        Console().print(table)
+
+
+def status_rows(store: RunStore) -> list[dict[str, object]]:
+    """One summary per instance, from the store."""
+    rows = []
+    for state in store.instance_states():
+        iid = state["instance_id"]
+        trajectories = store.trajectories(iid)
+        statuses: dict[str, int] = {}
+        for record in trajectories:
+            statuses[f"{record.kind} {record.status}"] = statuses.get(f"{record.kind} {record.status}", 0) + 1
+        plan = store.get_result(iid, "plan", "generation")
+        selection = store.selection(iid)
+        rows.append({
+            "instance_id": iid,
+            "stage": state["stage"],
+            "status": state["status"],
+            "plan": "-" if plan is None else f"{plan['trajectories']}x{plan['max_iterations']}" + (" (cut)" if plan.get("degraded") else ""),
+            "trajectories": ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())) or "-",
+            "candidates": len(store.candidates(iid)),
+            "selection": "-" if selection is None else f"{selection['method']}",
+            "failure": "" if state["status"] != "failed" else f"{state['failure_kind']}: {(state['failure'] or '')[:120]}",
+        })
+    return rows
+
+
+def _run(cfg: Config, instances: list[Instance], run_dir: Path, *, retry_infra: bool, allow_oracle: bool) -> None:
+    from ..export import export_predictions
+    from ..oracle import is_oracle
+    from ..pipeline.build import open_services
+    from ..pipeline.run import choose_instances, run_instances
+    from .live import LiveView
+
+    console = Console(stderr=True)
+    with RunStore.open(run_dir) as probe:
+        chosen = choose_instances(probe, instances, retry_infra=retry_infra)
+    if chosen.failed:
+        console.print(
+            f"{len(chosen.failed)} instance(s) failed before and are left alone"
+            + ("" if retry_infra else " (--retry-infra redoes infrastructure failures)")
+        )
+    if chosen.done:
+        console.print(f"{len(chosen.done)} instance(s) already done")
+    view: LiveView | None = None
+
+    def events(event):  # type: ignore[no-untyped-def]
+        if view is not None:
+            view.event(event)
+
+    with open_services(cfg, run_dir, instances, os.environ, events=events) as services:
+        with LiveView(services.store, cfg, console) as view:
+            statuses = asyncio.run(run_instances(services, chosen.run))
+        oracle_run = any(is_oracle(getattr(cfg.models, stage).model) for stage in ("testing", "editing", "selection"))
+        output = Path(run_dir) / "all_preds.jsonl"
+        name = f"codemonkeys+{cfg.models.editing.model}"
+        try:
+            written = export_predictions(services.store, output, model_name=name, allow_oracle=allow_oracle)
+        except UserError as exc:
+            console.print(f"[yellow]not exported:[/] {exc}", highlight=False)
+        else:
+            label = " (ORACLE: made with the gold patch, not a real result)" if oracle_run else ""
+            console.print(f"wrote {len(written)} prediction(s) to {output}{label}", highlight=False)
+        done = sum(1 for status in statuses.values() if status == "done")
+        console.print(f"{done} of {len(statuses)} instance(s) done this time; `codemonkeys status {run_dir}` shows all")
+    if any(status != "done" for status in statuses.values()):
+        raise typer.Exit(1)

@@ -1,0 +1,93 @@
+"""Wiring a run's services from its config: store, models, budget, sandboxes, environments, stages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ..budget import BudgetGuard
+from ..config import Config, dump_config
+from ..context.batch import build_stage
+from ..env.specs import SpecRegistry
+from ..llm.registry import STAGES, ModelHub, resolve_secrets
+from ..llm.spec import parse_model_string
+from ..sandbox.base import SandboxFactory
+from ..sandbox.factory import make_sandbox_factory
+from ..store import RunStore
+from ..swebench.instances import Instance
+from ..swebench.repo import RepoSource
+from .instance import EnvironmentProvider, PipelineEvent, Services
+from .oracles import oracle_factory
+
+log = logging.getLogger(__name__)
+
+
+def stages_needing_keys(config: Config) -> tuple[str, ...]:
+    """Stages whose model is an SDK provider (oracles and scripted models need no key)."""
+    return tuple(
+        stage for stage in STAGES
+        if parse_model_string(getattr(config.models, stage).model).provider in ("anthropic", "openai", "openai-compatible")
+    )
+
+
+def spec_registry(config: Config) -> SpecRegistry:
+    return SpecRegistry.default(config.environment.spec_overrides, config.environment.spec_files)
+
+
+def record_run_config(store: RunStore, config: Config) -> None:
+    """Keep the resolved config of every attempt, newest last, so a report can say what ran."""
+    history = json.loads(store.get_meta("config_history") or "[]")
+    text = dump_config(config)
+    if not history or history[-1] != text:
+        history.append(text)
+        store.set_meta("config_history", json.dumps(history))
+
+
+@contextmanager
+def open_services(
+    config: Config,
+    run_dir: Path,
+    instances: Sequence[Instance],
+    environ: Mapping[str, str],
+    *,
+    events: Callable[[PipelineEvent], None] = lambda event: None,
+    sandboxes: SandboxFactory | None = None,
+    environments: EnvironmentProvider | None = None,
+) -> Iterator[Services]:
+    """Everything a run needs, closed again when the run ends."""
+    secrets = resolve_secrets(config, environ, stages_needing_keys(config))
+    store = RunStore.open(run_dir)
+    try:
+        record_run_config(store, config)
+        for instance in instances:
+            store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
+        budget = BudgetGuard.from_ledger(config.budget, store.ledger(group_by=("instance_id", "stage")))
+        registry = spec_registry(config)
+        hub = ModelHub(
+            config, store, secrets, budget=budget,
+            extra_models=oracle_factory({i.instance_id: i for i in instances}, registry),
+        )
+        factory = sandboxes or make_sandbox_factory(config.sandbox)
+        cleanup = getattr(factory, "cleanup_leaked", None)
+        if cleanup is not None:
+            removed = cleanup()
+            if removed:
+                log.warning("removed %d sandbox(es) left behind by a dead process", len(removed))
+        if environments is None:
+            from .environments import environments_for
+
+            environments = environments_for(factory, config)
+        repos = RepoSource(
+            mirror_dir=config.environment.mirror_dir,
+            cache_dir=(config.environment.cache_dir or Path.home() / ".cache" / "codemonkeys") / "repos",
+        )
+        yield Services(
+            config=config, store=store, hub=hub, budget=budget, repos=repos, environments=environments,
+            sandboxes=factory, context=build_stage(config, hub, store), events=events,
+        )
+    finally:
+        store.close()
