@@ -31,7 +31,7 @@ class Section(BaseModel):
 class ModelSettings(Section):
     """Which model a stage uses and how it samples."""
 
-    model: str = "anthropic:claude-sonnet-4-5"
+    model: str = "anthropic:claude-sonnet-4-6"
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_output_tokens: int = Field(4096, gt=0)
 

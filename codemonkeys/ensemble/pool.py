@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..edits import patch_hash
-from ..errors import DataError, failure_kind
-from ..generation.state import ChatTurn, TrajectoryState, load, save
-from ..generation.trajectory import TrajectoryDeps, run_testing
+from ..errors import DataError
+from ..generation.stage import testing_trajectory
+from ..generation.trajectory import TrajectoryDeps
 from ..selection.stage import IMPORTED_TESTS, STAGE, SelectionSource, stored_tests
 from ..store.records import CallRecord
 from .load import PredictionSet
@@ -113,35 +113,9 @@ def include_run(store: ImportTarget, other: RunSource, label: str, instance_ids:
 
 
 async def generate_tests(deps: TrajectoryDeps, instance_id: str, issue: str, count: int) -> list[str]:
-    """Run (or resume) ``count`` testing trajectories; their tests, failures logged and skipped.
+    """Run (or resume) ``count`` testing trajectories, as generation does; the tests they produced.
 
-    A trajectory that failed for infrastructure reasons is tried again, as in generation.
+    Failed trajectories are recorded and skipped; infrastructure failures are retried on a rerun.
     """
-    system = deps.prompt.render("testing_system", issue=issue)
-    first = deps.prompt.render("testing_first")
-
-    async def one(index: int) -> TrajectoryState:
-        state = load(deps.store, instance_id, "testing", index)
-        if state is None:
-            state = TrajectoryState(
-                instance_id=instance_id, kind="testing", index=index, system=system,
-                messages=[ChatTurn(role="user", content=first)],
-            )
-        elif state.status == "failed" and state.failure_kind in ("infra", "budget"):
-            state = state.model_copy(update={"status": "running", "failure_kind": None, "failure": None})
-        if state.finished:
-            return state
-        try:
-            return await run_testing(deps, state)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the trajectory boundary
-            kind = failure_kind(exc)
-            log.warning("%s failed (%s): %s", state.trajectory_id, kind, exc)
-            state.status, state.failure_kind = "failed", str(kind)
-            state.failure = f"{type(exc).__name__}: {exc}"[:2000]
-            save(deps.store, state, {"action": "failed", "kind": str(kind)})
-            return state
-
-    states = await asyncio.gather(*(one(i) for i in range(count)))
+    states = await asyncio.gather(*(testing_trajectory(deps, instance_id, issue, i) for i in range(count)))
     return [state.test for state in states if state.test is not None]

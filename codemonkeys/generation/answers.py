@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..edits import EditBlock, TestScript, parse_edits, parse_test_script, render_edits, render_test_script
+from ..edits import (
+    EditBlock,
+    TestScript,
+    parse_edits,
+    parse_test_script,
+    render_edits,
+    render_test_script,
+)
 from ..edits.testscript import find_test_element
 from ..errors import ParseError
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..edits import normalize_patch, patch_hash
 from ..errors import FailureKind, failure_kind
-from .state import TrajectoryState, TrajectoryStore, load, save
+from .state import TrajectoryState, load, save
 from .trajectory import TrajectoryDeps, draft_diff, run_editing, run_testing
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,18 @@ async def _guarded(deps: TrajectoryDeps, state: TrajectoryState, phase) -> Traje
             deps.warm.set()  # never leave the others waiting for a failed warm-up
 
 
+async def testing_trajectory(deps: TrajectoryDeps, instance_id: str, issue: str, index: int) -> TrajectoryState:
+    """Run (or resume) testing trajectory ``index``; failures are recorded on it, never raised."""
+    system = deps.prompt.render("testing_system", issue=issue)
+    fresh = TrajectoryState(instance_id=instance_id, kind="testing", index=index, system=system)
+    return await _guarded(deps, _resume(load(deps.store, instance_id, "testing", index), fresh), run_testing)
+
+
 async def run_pipeline(
     testing: TrajectoryDeps, editing: TrajectoryDeps, inputs: GenerationInputs, index: int
 ) -> TrajectoryState:
     """Trajectory ``index``: its test first, then its edit."""
-    store: TrajectoryStore = testing.store
-    system = testing.prompt.render("testing_system", issue=inputs.issue)
-    fresh = TrajectoryState(instance_id=inputs.instance_id, kind="testing", index=index, system=system)
-    test_state = await _guarded(testing, _resume(load(store, inputs.instance_id, "testing", index), fresh), run_testing)
+    test_state = await testing_trajectory(testing, inputs.instance_id, inputs.issue, index)
     if editing.warm is not None and index == 0 and test_state.status == "failed":
         editing.warm.set()
     if test_state.status == "failed" or test_state.test is None:
@@ -118,7 +122,8 @@ async def run_pipeline(
     fresh = TrajectoryState(
         instance_id=inputs.instance_id, kind="editing", index=index, system=system, test=test_state.test
     )
-    return await _guarded(editing, _resume(load(store, inputs.instance_id, "editing", index), fresh), run_editing)
+    saved = load(editing.store, inputs.instance_id, "editing", index)
+    return await _guarded(editing, _resume(saved, fresh), run_editing)
 
 
 def candidate_id(instance_id: str, index: int) -> str:

@@ -105,6 +105,8 @@ async def run_testing(deps: TrajectoryDeps, state: TrajectoryState) -> Trajector
     limit = deps.config.testing_max_turns
     if deps.warm is not None and state.index == 0 and state.calls > 0:
         deps.warm.set()
+    if not state.messages:
+        _tell(state, deps.prompt.render("testing_first"))
     while not state.finished:
         if state.calls >= limit:
             if state.test is None:

@@ -65,5 +65,8 @@ async def run_instances(services: Services, instances: Sequence[Instance]) -> di
             not_started -= 1
             return instance.instance_id, await run_instance(services, instance, instances_left=left)
 
-    results = await asyncio.gather(*(one(instance) for instance in instances))
+    try:
+        results = await asyncio.gather(*(one(instance) for instance in instances))
+    finally:
+        await services.hub.aclose()  # the SDK clients belong to this event loop
     return dict(results)
