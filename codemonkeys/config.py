@@ -202,6 +202,9 @@ class BudgetConfig(Section):
     total_usd: float | None = Field(None, gt=0)
     per_instance_usd: float | None = Field(None, gt=0)
     stage_shares: dict[str, float] = {}
+    # Expected dollars of one testing+editing trajectory, for planning before the run has
+    # measured its own (then the mean of finished trajectories is used); None: a token model.
+    trajectory_usd_estimate: float | None = Field(None, gt=0)
 
     @field_validator("stage_shares")
     @classmethod

@@ -60,6 +60,21 @@ def register(app: typer.Typer) -> None:
             return
         _run(cfg, instances, run_dir, retry_infra=retry_infra, allow_oracle=allow_oracle)
 
+    @app.command("generate")
+    def generate_command(
+        config: str = typer.Option("verified", "--config", "-c", help="Config file or shipped config name."),
+        overrides: list[str] = typer.Argument(None, help="key.path=value overrides."),
+        dataset: str = typer.Option(None, "--dataset", help="JSONL/JSON/parquet file, hub name, or 'example'."),
+        instance_ids: list[str] = typer.Option(None, "--instance-ids", help="Ids, comma separated or repeated."),
+        mirror_dir: Path = typer.Option(None, "--mirror-dir", help="Directory of <owner>__<repo> git mirrors."),
+        run_dir: Path = typer.Option(..., "--run-dir", help="Run directory; rerun the same command to resume."),
+        retry_infra: bool = typer.Option(False, "--retry-infra", help="Redo only instances that failed for infrastructure reasons."),
+    ) -> None:
+        """Context and generation only: N testing-and-editing trajectories per instance, their candidates stored."""
+        ids = [i for text in instance_ids or [] for i in split_ids(text)]
+        cfg, instances = _prepare(config, overrides or [], dataset, ids, mirror_dir, run_dir)
+        _run(cfg, instances, run_dir, retry_infra=retry_infra, allow_oracle=False, stop_after="generation")
+
     @app.command("status")
     def status(
         run_dir: Path = typer.Argument(..., help="A run directory."),
@@ -103,7 +118,10 @@ def status_rows(store: RunStore) -> list[dict[str, object]]:
     return rows
 
 
-def _run(cfg: Config, instances: list[Instance], run_dir: Path, *, retry_infra: bool, allow_oracle: bool) -> None:
+def _run(
+    cfg: Config, instances: list[Instance], run_dir: Path, *, retry_infra: bool, allow_oracle: bool,
+    stop_after: str = "selection",
+) -> None:
     from ..export import export_predictions
     from ..oracle import is_oracle
     from ..pipeline.build import open_services
@@ -128,7 +146,13 @@ def _run(cfg: Config, instances: list[Instance], run_dir: Path, *, retry_infra: 
 
     with open_services(cfg, run_dir, instances, os.environ, events=events) as services:
         with LiveView(services.store, cfg, console) as view:
-            statuses = asyncio.run(run_instances(services, chosen.run))
+            statuses = asyncio.run(run_instances(services, chosen.run, stop_after=stop_after))
+        if stop_after != "selection":
+            done = sum(1 for status in statuses.values() if status == "done")
+            console.print(f"{done} of {len(statuses)} instance(s) have candidates; `codemonkeys select {run_dir}` votes and selects")
+            if done < len(statuses):
+                raise typer.Exit(1)
+            return
         oracle_run = any(is_oracle(getattr(cfg.models, stage).model) for stage in ("testing", "editing", "selection"))
         output = Path(run_dir) / "all_preds.jsonl"
         name = f"codemonkeys+{cfg.models.editing.model}"

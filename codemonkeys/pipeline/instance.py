@@ -25,6 +25,7 @@ from ..execution import SandboxPool, TestRunner
 from ..execution.sources import SandboxSources
 from ..generation.stage import ContextFile, GenerationInputs, generate
 from ..generation.trajectory import TrajectoryDeps
+from ..llm.gateway import approx_tokens
 from ..llm.registry import ModelHub
 from ..prompting import Prompt
 from ..sandbox.base import EnvironmentRef, SandboxFactory
@@ -70,17 +71,19 @@ class Services:
     events: Callable[[PipelineEvent], None] = lambda event: None
 
 
-def _expected_trajectory_cost(services: Services) -> float | None:
+def _expected_trajectory_cost(services: Services, context_tokens: int | None) -> float | None:
     """Mean cost of this run's finished editing pipelines, else the token model's estimate."""
     rows = services.store.ledger(group_by=("trajectory",))
     costs = [row.cost_usd for row in rows if row.group[0] and "/editing/" in str(row.group[0])]
     testing = [row.cost_usd for row in rows if row.group[0] and "/testing/" in str(row.group[0])]
     if len(costs) >= 3:
         return sum(costs) / len(costs) + (sum(testing) / len(testing) if testing else 0.0)
-    return modelled_trajectory_cost(services.config, services.hub.prices)
+    if services.config.budget.trajectory_usd_estimate is not None:
+        return services.config.budget.trajectory_usd_estimate
+    return modelled_trajectory_cost(services.config, services.hub.prices, context_tokens)
 
 
-def plan_for(services: Services, instance_id: str, instances_left: int) -> Plan:
+def plan_for(services: Services, instance_id: str, instances_left: int, context_tokens: int | None = None) -> Plan:
     """The instance's share of what is left of the budget, turned into a plan."""
     guard = services.budget
     available = guard.remaining(instance_id)
@@ -89,7 +92,9 @@ def plan_for(services: Services, instance_id: str, instances_left: int) -> Plan:
         share = total_left / instances_left
         available = share if available is None else min(available, share)
     return plan_generation(
-        services.config, available_usd=available, expected_trajectory_usd=_expected_trajectory_cost(services)
+        services.config,
+        available_usd=available,
+        expected_trajectory_usd=_expected_trajectory_cost(services, context_tokens),
     )
 
 
@@ -103,8 +108,19 @@ def _generation_deps(services: Services, instance_id: str, runner: TestRunner, s
     return testing, editing
 
 
-async def run_instance(services: Services, instance: Instance, *, instances_left: int = 1) -> str:
-    """Run (or resume) one instance; returns its final status. Never raises for the instance's own failures."""
+def _failure_kind(failures: dict[str, str]) -> str:
+    """An instance without candidates failed for infrastructure reasons if any trajectory did."""
+    kinds = {reason.split(":", 1)[0] for reason in failures.values()}
+    return str(FailureKind.INFRA) if str(FailureKind.INFRA) in kinds else str(FailureKind.MODEL)
+
+
+async def run_instance(
+    services: Services, instance: Instance, *, instances_left: int = 1, stop_after: str = "selection"
+) -> str:
+    """Run (or resume) one instance; returns its final status. Never raises for the instance's own failures.
+
+    ``stop_after="generation"`` ends after the candidates are recorded (``codemonkeys generate``).
+    """
     store, iid = services.store, instance.instance_id
     store.add_instance(iid, instance.repo, instance.model_dump(mode="json"))
     if store.selection(iid) is not None:
@@ -124,7 +140,7 @@ async def run_instance(services: Services, instance: Instance, *, instances_left
         env = await services.environments.environment(instance)
 
         stage = "generation"
-        plan = plan_for(services, iid, instances_left)
+        plan = plan_for(services, iid, instances_left, sum(approx_tokens(f.content) for f in files))
         store.put_result(iid, "plan", "generation", plan.as_dict())
         if plan.degraded:
             log.warning("%s: %s", iid, plan.reason)
@@ -142,6 +158,12 @@ async def run_instance(services: Services, instance: Instance, *, instances_left
             result = await generate(testing, editing, store, inputs, plan.trajectories)
             if result.failures:
                 log.info("%s: %d trajectory failure(s)", iid, len(result.failures))
+            if stop_after == "generation":
+                status = "done" if result.candidates else "failed"
+                kind = None if result.candidates else _failure_kind(result.failures)
+                store.set_instance_state(iid, stage, status, kind, None if result.candidates else "no candidate")
+                services.events(PipelineEvent(iid, stage, status, f"{len(result.candidates)} candidate(s)"))
+                return status
 
             stage = "selection"
             store.set_instance_state(iid, stage, "running")
@@ -159,8 +181,7 @@ async def run_instance(services: Services, instance: Instance, *, instances_left
             candidates = stored_candidates(store, iid)
             outcome = await select_instance(deps, SelectionInputs(iid, instance.problem_statement, candidates, stored_tests(store, iid)))
         if outcome.candidate_id is None:
-            kinds = {reason.split(":", 1)[0] for reason in result.failures.values()}
-            kind = str(FailureKind.INFRA) if str(FailureKind.INFRA) in kinds else str(FailureKind.MODEL)
+            kind = _failure_kind(result.failures)
             store.set_instance_state(iid, "selection", "failed", kind, outcome.reason or "no candidate")
             services.events(PipelineEvent(iid, "selection", "failed", outcome.reason or ""))
             return "failed"

@@ -57,13 +57,19 @@ def _call_cost(prices: PriceTable, model: str, shared: int, own: int, output: in
     return (shared * cache_read + own * price.input + output * price.output) * 1e-6
 
 
-def modelled_trajectory_cost(config: Config, prices: PriceTable) -> float | None:
-    """Expected dollars of one testing + editing trajectory, from token counts and prices."""
+def modelled_trajectory_cost(
+    config: Config, prices: PriceTable, context_tokens: int | None = None
+) -> float | None:
+    """Expected dollars of one testing + editing trajectory, from token counts and prices.
+
+    ``context_tokens`` is the instance's packed context when known (else the full budget).
+    """
     gen = config.generation
+    context = config.context.budget_tokens if context_tokens is None else context_tokens
     total = 0.0
     phases = (
         (config.models.testing.model, _ISSUE_TOKENS, gen.testing_max_turns),
-        (config.models.editing.model, config.context.budget_tokens + _ISSUE_TOKENS, gen.max_iterations),
+        (config.models.editing.model, context + _ISSUE_TOKENS, gen.max_iterations),
     )
     for model, prefix, turns in phases:
         calls = max(1, math.ceil(turns * _TURN_FRACTION))

@@ -53,7 +53,9 @@ def choose_instances(store: RunStore, instances: Sequence[Instance], *, retry_in
     return Selection(run, done, failed)
 
 
-async def run_instances(services: Services, instances: Sequence[Instance]) -> dict[str, str]:
+async def run_instances(
+    services: Services, instances: Sequence[Instance], *, stop_after: str = "selection"
+) -> dict[str, str]:
     """Run ``instances`` with at most ``max_concurrent_instances`` in flight; their final statuses."""
     slots = asyncio.Semaphore(services.config.max_concurrent_instances)
     not_started = len(instances)
@@ -63,7 +65,9 @@ async def run_instances(services: Services, instances: Sequence[Instance]) -> di
         async with slots:
             left = not_started
             not_started -= 1
-            return instance.instance_id, await run_instance(services, instance, instances_left=left)
+            return instance.instance_id, await run_instance(
+                services, instance, instances_left=left, stop_after=stop_after
+            )
 
     try:
         results = await asyncio.gather(*(one(instance) for instance in instances))
