@@ -224,8 +224,13 @@ class CacheConfig(Section):
 class RayConfig(Section):
     """Distributed mode."""
 
+    # None starts a Ray instance on this machine; "auto" or "host:6379" joins a running cluster
+    # (this machine must be one of its nodes: the store is written on the driver's node).
     address: str | None = None
+    # How often an instance's task is rerun when its worker or node is lost.
     max_retries: int = Field(3, ge=0)
+    # Ray CPUs each instance's task takes: the scheduler places at most (node CPUs / this) per node.
+    cpus_per_instance: float = Field(1.0, gt=0)
 
 
 class Config(Section):

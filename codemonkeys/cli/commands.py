@@ -14,6 +14,7 @@ _MODULES = (
     "codemonkeys.cli.select_cmd",
     "codemonkeys.cli.ensemble_cmd",
     "codemonkeys.cli.export_cmd",
+    "codemonkeys.cli.report_cmd",
 )
 
 

@@ -19,7 +19,6 @@ exported predictions). Coverage needs every candidate graded:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -66,9 +65,14 @@ def register(app: typer.Typer) -> None:
                 grades=load_candidate_grades(candidate_labels) if candidate_labels else None,
             )
         if data_json is not None:
-            data_json.write_text(json.dumps(asdict(data), indent=2, default=str, sort_keys=True) + "\n", encoding="utf-8")
+            data_json.write_text(json.dumps(data.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if output is not None:
             write(data, output)
             console.print(f"wrote {output}", highlight=False)
+        if data.oracle_models:
+            console.print(
+                f"[bold red]ORACLE:[/] {', '.join(data.oracle_models)} read the gold patch; this run is a dry run, not a result",
+                highlight=False, soft_wrap=True,
+            )
         for note in data.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)

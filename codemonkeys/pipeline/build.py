@@ -47,6 +47,14 @@ def record_run_config(store: RunStore, config: Config) -> None:
         store.set_meta("config_history", json.dumps(history))
 
 
+def repo_source(config: Config) -> RepoSource:
+    """Where this machine finds the instances' repositories (mirrors, then its clone cache)."""
+    return RepoSource(
+        mirror_dir=config.environment.mirror_dir,
+        cache_dir=(config.environment.cache_dir or Path.home() / ".cache" / "codemonkeys") / "repos",
+    )
+
+
 @contextmanager
 def open_services(
     config: Config,
@@ -81,10 +89,7 @@ def open_services(
             from .environments import environments_for
 
             environments = environments_for(factory, config)
-        repos = RepoSource(
-            mirror_dir=config.environment.mirror_dir,
-            cache_dir=(config.environment.cache_dir or Path.home() / ".cache" / "codemonkeys") / "repos",
-        )
+        repos = repo_source(config)
         yield Services(
             config=config, store=store, hub=hub, budget=budget, repos=repos, environments=environments,
             sandboxes=factory, context=build_stage(config, hub, store), events=events,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from ..ensemble.load import LabelStatus, Labels
@@ -21,6 +21,8 @@ from .passk import PowerLawFit, Sampled, SelectionVsCoverage, coverage_curve, fi
 
 GENERATION_SOURCE = "generation"
 GENERATION_KINDS = ("testing", "editing")
+# Pipeline order for display; stages not listed follow, by name.
+STAGE_ORDER = ("relevance", "ranking", "context", "testing", "editing", "selection")
 
 
 class ReportSource(Protocol):
@@ -131,6 +133,12 @@ class ReportData:
     grading: Grading | None
     notes: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (failure keys become ``"what: stage"``)."""
+        data = asdict(self)
+        data["failures"] = {f"{what}: {stage}": counts for (what, stage), counts in self.failures.items()}
+        return data
+
 
 def _spend(row: LedgerRow, stage: str, model: str) -> Spend:
     return Spend(
@@ -138,6 +146,10 @@ def _spend(row: LedgerRow, stage: str, model: str) -> Spend:
         input_tokens=row.input_tokens, output_tokens=row.output_tokens, cache_read_tokens=row.cache_read_tokens,
         cache_write_tokens=row.cache_write_tokens, cost_usd=row.cost_usd, unpriced_calls=row.unpriced_calls,
     )
+
+
+def _stage_rank(stage: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
 
 
 def _generation_index(candidate: dict[str, Any]) -> int | None:
@@ -173,8 +185,13 @@ def gather(
     grades: CandidateGrades | None = None,
 ) -> ReportData:
     """Read the whole report from the store; ``labels`` grade the selected patches, ``grades`` every candidate."""
-    spend = [_spend(r, str(r.group[0]), str(r.group[1])) for r in store.ledger(group_by=("stage", "model"))]
-    by_stage = [_spend(r, str(r.group[0]), "all") for r in store.ledger(group_by=("stage",))]
+    spend = sorted(
+        (_spend(r, str(r.group[0]), str(r.group[1])) for r in store.ledger(group_by=("stage", "model"))),
+        key=lambda s: (_stage_rank(s.stage), s.model),
+    )
+    by_stage = sorted(
+        (_spend(r, str(r.group[0]), "all") for r in store.ledger(group_by=("stage",))), key=lambda s: _stage_rank(s.stage)
+    )
     totals = store.ledger(group_by=())
     total = _spend(totals[0], "all", "all") if totals else Spend("all", "all", 0, 0, 0, 0, 0, 0, 0, 0.0, 0)
     oracle = sorted({s.model for s in spend if s.model.startswith("oracle")})
@@ -255,8 +272,6 @@ def gather(
         if labels is not None:
             if unmentioned:
                 notes.append(f"{unmentioned} selected patch(es) are not in {labels.source} and count as unresolved.")
-    if oracle:
-        notes.insert(0, "Oracle models read the gold patch: this run is a dry run of the machinery, not a result.")
     return ReportData(
         run_dir=run_dir, created=time.time(), oracle_models=oracle, spend=spend, spend_by_stage=by_stage, total=total,
         instance_counts=dict(sorted(Counter(f"{o.stage} {o.status}" if o.status != "done" else "done" for o in outcomes).items())),

@@ -121,7 +121,7 @@ def coverage_chart(
     height: int = 360,
 ) -> str:
     """Coverage (mean pass@k) against k on a log axis, the fitted exp(a·k^b), and the selection's score at k = n."""
-    left, right, top, bottom = 56, 150, 14, 44
+    left, right, top, bottom = 56, 170, 14, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     k_max = max((k for k, _ in curve), default=1)
     span = math.log(k_max) if k_max > 1 else math.log(2)
