@@ -80,3 +80,36 @@ def test_github_source_clones_into_the_cache(fake, tmp_path: Path) -> None:
     dest = materialize(local, fake.base_commit, tmp_path / "testbed")
     assert git(dest, "rev-parse", "HEAD") == fake.base_commit
     assert git(dest, "remote") == ""
+
+
+def _drop_object(repo: Path, oid: str) -> None:
+    """Make ``repo`` lack one loose object, as pruned mirrors do."""
+    path = repo / ("objects" if (repo / "objects").is_dir() else ".git/objects") / oid[:2] / oid[2:]
+    path.unlink()
+
+
+def test_a_mirror_lacking_old_objects_gives_a_shallow_past(tmp_path: Path) -> None:
+    fake = make_fake_repo(tmp_path)
+    source = fake.path
+    old_blob = git(source, "rev-parse", f"{fake.env_commit}:calc/__init__.py")
+    # A later commit replaces the file, so only the old history needs the blob.
+    work = tmp_path / "w"
+    git(tmp_path, "clone", "-q", str(source), str(work))
+    (work / "calc" / "__init__.py").write_text("VERSION = 2\n")
+    git(work, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qam", "rewrite")
+    git(work, "tag", "v0.1.5")
+    (work / "NEWS").write_text("news\n")
+    git(work, "add", "NEWS")
+    git(work, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "news")
+    new_base = git(work, "rev-parse", "HEAD")
+    git(work, "push", "-q", str(source), "HEAD:refs/heads/main", "--tags")
+    _drop_object(source, old_blob)
+    dest = materialize(source, new_base, tmp_path / "testbed")
+    assert git(dest, "rev-parse", "HEAD") == new_base
+    assert (dest / ".git" / "shallow").is_file()
+    assert "v0.1.5" in git(dest, "tag").split()
+    assert subprocess.run(["git", "cat-file", "-e", old_blob], cwd=dest, capture_output=True).returncode != 0
+    check_no_future(dest, new_base)
+    # When the base commit itself needs the lost object, nothing can be done: say which file.
+    with pytest.raises(RepoError, match=r"lacks 1 file\(s\) of commit .*calc/__init__.py"):
+        materialize(source, fake.base_commit, tmp_path / "testbed2")

@@ -122,8 +122,6 @@ def _run(
     cfg: Config, instances: list[Instance], run_dir: Path, *, retry_infra: bool, allow_oracle: bool,
     stop_after: str = "selection",
 ) -> None:
-    from ..export import export_predictions
-    from ..oracle import is_oracle
     from ..pipeline.build import open_services
     from ..pipeline.run import choose_instances, run_instances
     from .live import LiveView
@@ -144,26 +142,46 @@ def _run(
         if view is not None:
             view.event(event)
 
+    if cfg.executor == "ray":
+        from ..pipeline.ray_executor import run_instances_ray
+
+        # The driver's RunState actor writes the store; this process only reads it (live view, export).
+        with RunStore.open(run_dir) as store:
+            with LiveView(store, cfg, console) as view:
+                statuses = run_instances_ray(cfg, run_dir, chosen.run, os.environ, events=events, stop_after=stop_after)
+            _finish(store, cfg, run_dir, statuses, stop_after=stop_after, allow_oracle=allow_oracle, console=console)
+        return
     with open_services(cfg, run_dir, instances, os.environ, events=events) as services:
         with LiveView(services.store, cfg, console) as view:
             statuses = asyncio.run(run_instances(services, chosen.run, stop_after=stop_after))
-        if stop_after != "selection":
-            done = sum(1 for status in statuses.values() if status == "done")
-            console.print(f"{done} of {len(statuses)} instance(s) have candidates; `codemonkeys select {run_dir}` votes and selects")
-            if done < len(statuses):
-                raise typer.Exit(1)
-            return
-        oracle_run = any(is_oracle(getattr(cfg.models, stage).model) for stage in ("testing", "editing", "selection"))
-        output = Path(run_dir) / "all_preds.jsonl"
-        name = f"codemonkeys+{cfg.models.editing.model}"
-        try:
-            written = export_predictions(services.store, output, model_name=name, allow_oracle=allow_oracle)
-        except UserError as exc:
-            console.print(f"[yellow]not exported:[/] {exc}", highlight=False)
-        else:
-            label = " (ORACLE: made with the gold patch, not a real result)" if oracle_run else ""
-            console.print(f"wrote {len(written)} prediction(s) to {output}{label}", highlight=False)
+        _finish(services.store, cfg, run_dir, statuses, stop_after=stop_after, allow_oracle=allow_oracle, console=console)
+
+
+def _finish(
+    store: RunStore, cfg: Config, run_dir: Path, statuses: dict[str, str], *, stop_after: str, allow_oracle: bool,
+    console: Console,
+) -> None:
+    """Export the predictions and say how the run went; exit 1 when an instance is not done."""
+    from ..export import export_predictions
+    from ..oracle import is_oracle
+
+    if stop_after != "selection":
         done = sum(1 for status in statuses.values() if status == "done")
-        console.print(f"{done} of {len(statuses)} instance(s) done this time; `codemonkeys status {run_dir}` shows all")
+        console.print(f"{done} of {len(statuses)} instance(s) have candidates; `codemonkeys select {run_dir}` votes and selects")
+        if done < len(statuses):
+            raise typer.Exit(1)
+        return
+    oracle_run = any(is_oracle(getattr(cfg.models, stage).model) for stage in ("testing", "editing", "selection"))
+    output = Path(run_dir) / "all_preds.jsonl"
+    name = f"codemonkeys+{cfg.models.editing.model}"
+    try:
+        written = export_predictions(store, output, model_name=name, allow_oracle=allow_oracle)
+    except UserError as exc:
+        console.print(f"[yellow]not exported:[/] {exc}", highlight=False)
+    else:
+        label = " (ORACLE: made with the gold patch, not a real result)" if oracle_run else ""
+        console.print(f"wrote {len(written)} prediction(s) to {output}{label}", highlight=False)
+    done = sum(1 for status in statuses.values() if status == "done")
+    console.print(f"{done} of {len(statuses)} instance(s) done this time; `codemonkeys status {run_dir}` shows all")
     if any(status != "done" for status in statuses.values()):
         raise typer.Exit(1)

@@ -228,7 +228,7 @@ class LocalEnvBuilder:
                 f"(Python {env.python}, packages as of {env.cutoff or 'today'})"
             )
             started = time.monotonic()
-            with self._log(f"env.{repo_slug(env.repo)}-{env.version}", layer) as build_log, staging(layer) as tmp:
+            with self._log(f"env.{repo_slug(env.repo)}-{env.version}", f"the environment of {env.repo} {env.version}", layer) as build_log, staging(layer) as tmp:
                 self._build_env(env, tmp, layer, build_log)
             self._progress(f"built the environment of {env.repo} {env.version} in {time.monotonic() - started:.0f} s")
         return layer
@@ -243,9 +243,9 @@ class LocalEnvBuilder:
         if any(PurePosixPath("/", name) in cache.parents for name in SYSTEM_DIRS):
             raise BuildError(f"the cache directory {self.cache_dir} must not be under a system directory ({', '.join(SYSTEM_DIRS)})")
 
-    def _log(self, name: str, final: Path) -> BuildLog:
+    def _log(self, name: str, subject: str, final: Path) -> BuildLog:
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        return BuildLog(self.logs_dir / f"local.{slug}-{final.name}.log")
+        return BuildLog(self.logs_dir / f"local.{slug}-{final.name}.log", subject)
 
     def _prefix(self, env: EnvPlan) -> Path:
         pythons = available_pythons(self.pyenv_root())
@@ -284,7 +284,7 @@ class LocalEnvBuilder:
             self._bwrap or shutil.which("bwrap") or "bwrap", argv, tmp=tmp, env=variables,
             ro=[prefix], rw=rw, files={**files, f"{UV_DIR}/uv": _uv_binary()}, workdir=workdir,
         )
-        run_logged(command, build_log, what, deadline, echo=" ".join(argv))
+        run_logged(command, build_log, what, deadline, echo=shlex.join(argv))
 
     def _system_packages(self, env: EnvPlan, build_log: BuildLog) -> list[str]:
         """Check the host for the Debian packages the Docker recipe would install; returns the missing ones."""
@@ -343,7 +343,7 @@ class LocalEnvBuilder:
     def _build_instance(self, instance: Instance, plan: InstancePlan, layer: Path, final: Path) -> None:
         started = time.monotonic()
         deadline = started + self.config.build_timeout_s
-        with self._log(instance.instance_id, final) as build_log, staging(final) as tmp:
+        with self._log(instance.instance_id, instance.instance_id, final) as build_log, staging(final) as tmp:
             build_log.write(f"instance {instance.instance_id} on the environment layer {layer}\n")
             venv, venv_path = tmp / "venv", str(final / "venv")
             run_logged(["cp", "-a", "--reflink=auto", "--", str(layer / "venv"), str(venv)], build_log, "copying the environment layer", deadline)
@@ -354,7 +354,7 @@ class LocalEnvBuilder:
                 git_dir = self.source.ensure_commit(instance.repo, instance.base_commit)
                 materialize(git_dir, instance.base_commit, tmp / "testbed")
             except RepoError as exc:
-                raise build_log.failure(instance.instance_id, str(exc)) from exc
+                raise build_log.failure(str(exc)) from exc
             script = self._templates.get_template("setup_repo.sh.j2").render(
                 pre_install=plan.repo_commands, deps_targets=plan.deps_targets, install=plan.install,
                 installer_args=shlex.join(with_python(plan.env.installer_args, f"{venv_path}/bin/python")),
@@ -367,7 +367,7 @@ class LocalEnvBuilder:
                           venv=(venv_path, venv), layer=layer, workdir=TESTBED,
                           extra_rw={SCRATCH: tmp / "codemonkeys", TESTBED: tmp / "testbed"})
 
-            step(["bash", f"{SCRATCH}/setup_repo.sh"], f"setting up {instance.instance_id}")
+            step(["bash", f"{SCRATCH}/setup_repo.sh"], "setup_repo.sh")
             step(["sh", "-c", f'python -m compileall -q -j 0 "{venv_path}/lib" || true'], "compiling the venv")
             shutil.rmtree(tmp / ".build-tmp")
             env_meta = json.loads((layer / "env.json").read_text(encoding="utf-8"))

@@ -35,9 +35,10 @@ _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 class BuildLog:
     """One build's log file; its tail goes into the :class:`BuildError` of a failed step."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, subject: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.subject = subject
         self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> Self:
@@ -58,8 +59,8 @@ class BuildLog:
         self.file.flush()
         return self.path.read_text(encoding="utf-8", errors="replace")[-chars:]
 
-    def failure(self, what: str, cause: str) -> BuildError:
-        return BuildError(f"building {what} failed: {cause}\nlog: {self.path}\n...{self.tail()}")
+    def failure(self, cause: str) -> BuildError:
+        return BuildError(f"building {self.subject} failed: {cause}\nlog: {self.path}\n...{self.tail()}")
 
 
 def _mount_tree(host_dir: Path, replaced: set[PurePosixPath]) -> list[str]:
@@ -131,14 +132,14 @@ def run_logged(argv: Sequence[str], log: BuildLog, what: str, deadline: float, *
     """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise log.failure(what, "the build ran out of time")
+        raise log.failure(f"no time left for {what}")
     log.write(f"\n### {what}\n$ {echo or shlex.join(argv)}\n")
     try:
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=log.file, stderr=subprocess.STDOUT, start_new_session=True
         )
     except OSError as exc:
-        raise log.failure(what, f"cannot start {argv[0]}: {exc}") from exc
+        raise log.failure(f"{what}: cannot start {argv[0]}: {exc}") from exc
     try:
         code = proc.wait(timeout=remaining)
     except BaseException as exc:
@@ -146,10 +147,10 @@ def run_logged(argv: Sequence[str], log: BuildLog, what: str, deadline: float, *
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if isinstance(exc, subprocess.TimeoutExpired):
-            raise log.failure(what, f"timed out (the build's limit is {exc.timeout:.0f} s from here)") from None
+            raise log.failure(f"{what} timed out (the build's time limit ran out)") from None
         raise
     if code != 0:
-        raise log.failure(what, f"{what} exited with {code}")
+        raise log.failure(f"{what} exited with {code}")
 
 
 def relocate_venv(venv: Path, old: str, new: str) -> list[Path]:

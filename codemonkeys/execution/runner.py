@@ -5,6 +5,10 @@ through :class:`TestRunner`. A cell is keyed by (environment key, patch hash,
 test hash, attempt): the same test on the same code in the same environment
 gives the same exit code, so reruns, re-selections and ablations read it from
 the store instead of executing it again.
+
+A cell's ``duration_s`` is the time it held its sandbox: applying the patch,
+writing and running the test, and the reset that hands the sandbox back -- what
+the run cost the pool, not only the test's own run time.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from typing import Protocol
 
 from ..edits import patch_hash
-from ..errors import EditApplyError
-from ..sandbox.base import TESTBED
+from ..errors import EditApplyError, SandboxError
+from ..sandbox.base import TESTBED, Sandbox
 from ..store.records import TestExecution
 from .pool import SandboxPool
 
@@ -27,6 +32,13 @@ ORIGINAL = "original"
 # Sandboxes are reused: bytecode written by one run could outlive a reset and be
 # taken as fresh for a same-sized edit saved within the same second.
 _RUN_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
+# A script up to this size travels inside the command that runs it: one round trip
+# to the sandbox instead of three (``write_file`` is an exec plus an upload). Larger
+# ones, and ones with NUL characters, which argv cannot carry, are written first.
+INLINE_SCRIPT_BYTES = 64 * 1024
+_WRITE_FAILED = 199
+# Arguments: script, test file, python, a marker printed when the file cannot be written.
+_WRITE_AND_RUN = f'printf "%s" "$1" > "$2" || {{ echo "$4"; exit {_WRITE_FAILED}; }}; exec "$3" "$2"'
 
 
 class ExecutionCache(Protocol):
@@ -86,27 +98,34 @@ class TestRunner:
         return await asyncio.shield(task)
 
     async def _execute(self, patch: str, script: str, attempt: int) -> TestExecution:
-        start = time.perf_counter()
         async with self._pool.acquire() as sandbox:
-            try:
-                if patch.strip():
-                    await sandbox.apply_patch(patch)
-            except EditApplyError as exc:
-                execution = TestExecution(
-                    self.env_key, patch_key(patch), test_hash(script), attempt,
-                    exit_code=None, output=f"the patch does not apply: {exc}",
-                    duration_s=time.perf_counter() - start,
-                )
-            else:
-                await sandbox.write_file(TEST_FILE, script)
-                result = await sandbox.exec(
-                    [self._pool.env.python, TEST_FILE], workdir=TESTBED, env=_RUN_ENV, timeout_s=self._timeout_s
-                )
-                execution = TestExecution(
-                    self.env_key, patch_key(patch), test_hash(script), attempt,
-                    exit_code=result.exit_code, output=result.output,
-                    duration_s=result.duration_s, timed_out=result.timed_out,
-                )
+            start = time.perf_counter()
+            exit_code, output, timed_out = await self._run_cell(sandbox, patch, script)
+        execution = TestExecution(
+            self.env_key, patch_key(patch), test_hash(script), attempt,
+            exit_code=exit_code, output=output,
+            duration_s=time.perf_counter() - start,  # the reset on release included
+            timed_out=timed_out,
+        )
         self.executed += 1
         self._cache.put_execution(execution)
         return execution
+
+    async def _run_cell(self, sandbox: Sandbox, patch: str, script: str) -> tuple[int | None, str, bool]:
+        """Exit code, output and timeout flag of ``script`` on ``patch`` in a sandbox at the base commit."""
+        try:
+            if patch.strip():
+                await sandbox.apply_patch(patch)
+        except EditApplyError as exc:
+            return None, f"the patch does not apply: {exc}", False
+        python = self._pool.env.python
+        if len(script.encode("utf-8", errors="replace")) <= INLINE_SCRIPT_BYTES and "\0" not in script:
+            marker = f"@@codemonkeys-write-failed-{uuid.uuid4().hex}"
+            argv = ["sh", "-c", _WRITE_AND_RUN, "sh", script, TEST_FILE, python, marker]
+            result = await sandbox.exec(argv, workdir=TESTBED, env=_RUN_ENV, timeout_s=self._timeout_s)
+            if result.exit_code == _WRITE_FAILED and marker in result.output:
+                raise SandboxError(f"cannot write {TEST_FILE}: {result.output.replace(marker, '').strip()}")
+        else:
+            await sandbox.write_file(TEST_FILE, script)
+            result = await sandbox.exec([python, TEST_FILE], workdir=TESTBED, env=_RUN_ENV, timeout_s=self._timeout_s)
+        return result.exit_code, result.output, result.timed_out

@@ -235,12 +235,12 @@ def gather(
         outcome["selected_status"] = None if selected_status is None else str(selected_status)
         if grades is not None:
             if all(status is not None for status in statuses.values()):
-                correct = sum(1 for c in candidates if _generation_index(c) is not None and statuses[c["candidate_id"]] is LabelStatus.RESOLVED)
-                pool_correct = sum(1 for s in statuses.values() if s is LabelStatus.RESOLVED)
+                correct = sum(1 for c in candidates if _generation_index(c) is not None and statuses[c["candidate_id"]] == LabelStatus.RESOLVED)
+                pool_correct = sum(1 for s in statuses.values() if s == LabelStatus.RESOLVED)
                 others = sum(1 for c in candidates if _generation_index(c) is None)
                 outcome.update(correct=correct, pool_correct=pool_correct)
                 samples.append(Sampled(len(indexes), correct))
-                pool_rows.append((Sampled(len(indexes) + others, pool_correct), selected_status is LabelStatus.RESOLVED))
+                pool_rows.append((Sampled(len(indexes) + others, pool_correct), selected_status == LabelStatus.RESOLVED))
             else:
                 ungraded += 1
         outcomes.append(InstanceOutcome(**outcome))  # type: ignore[arg-type]

@@ -130,44 +130,120 @@ def _default_branch(source: Path) -> str:
     return ref.removeprefix("refs/heads/") or DEFAULT_BRANCH
 
 
-def materialize(source: Path, base_commit: str, dest: Path, *, checkout: bool = True) -> Path:
+def missing_objects(source: Path, commit: str) -> list[str]:
+    """Objects the past of ``commit`` refers to that the source lacks (incomplete mirrors have some)."""
+    try:
+        listing = _git(source).rev_list("--objects", "--missing=print", commit)
+    except git.GitCommandError as exc:
+        raise RepoError(f"cannot list the objects of {commit[:12]} in {source}: {exc.stderr.strip() or exc}") from exc
+    return [line[1:].strip() for line in listing.splitlines() if line.startswith("?")]
+
+
+def _paths_missing_in_tree(source: Path, commit: str, missing: set[str]) -> list[str]:
+    tree = _git(source).ls_tree("-r", "--full-tree", commit)
+    return [line.split("\t", 1)[1] for line in tree.splitlines() if line.split()[2] in missing]
+
+
+def _history_boundary(source: Path, commit: str, missing: set[str]) -> int:
+    """A commit time after which no commit of ``commit``'s past holds a missing object.
+
+    A blob last appears in the trees of the parents of the commit that
+    replaced it; the newest such replacement is where shallow history starts.
+    """
+    boundary = 0
+    current = 0
+    for line in _git(source).log("--raw", "--no-abbrev", "--format=C %ct", commit).splitlines():
+        if line.startswith("C "):
+            current = int(line.split()[1])
+        elif line.startswith(":"):
+            fields = line.split()
+            if fields[2] in missing or fields[3] in missing:
+                boundary = max(boundary, current + (1 if fields[3] in missing else 0))
+    return boundary
+
+
+def materialize(source: Path, base_commit: str, dest: Path) -> Path:
     """Create ``dest`` as a repository at ``base_commit`` holding only its past.
 
     History after the base commit is not present at all: only the commit's
     ancestry and the tags that point into it are fetched, no remote is
-    configured, and the result is checked before it is returned.
+    configured, and the result is checked before it is returned. A mirror that
+    lacks some old objects (a pruned data file, say) gives a shallow history
+    that starts after the last commit needing them, with the tags in that range.
     """
     if dest.exists() and any(dest.iterdir()):
         raise RepoError(f"cannot materialize into {dest}: it exists and is not empty")
     base = resolve_commit(source, base_commit)
-    src = _git(source)
-    try:
-        tags = src.for_each_ref("--merged", base, "--format=%(refname)", "refs/tags").split()
-    except git.GitCommandError as exc:
-        raise RepoError(f"cannot list tags of {source}: {exc.stderr.strip() or exc}") from exc
+    since: int | None = None
+    base_time = int(_git(source).log("-1", "--format=%ct", base).strip())
+    while True:
+        try:
+            _fetch_into(source, base, dest, since)
+            break
+        except RepoError as exc:
+            if "unable to read" not in str(exc) or (since is not None and since >= base_time):
+                raise
+            shutil.rmtree(dest)
+            if since is None:
+                since = _shallow_start(source, base)
+            else:
+                # Merged side branches can still hold a lacking object past the boundary: a year on.
+                since = min(since + 365 * 86400, base_time)
+            log.warning("%s lacks old objects; history of %s starts at %s", source, base[:12], datetime.fromtimestamp(since, tz=UTC))
+    check_no_future(dest, base)
+    return dest
+
+
+def _shallow_start(source: Path, base: str) -> int:
+    """Where a shallow copy must start when the mirror lacks objects of ``base``'s past."""
+    missing = set(missing_objects(source, base))
+    lacking = _paths_missing_in_tree(source, base, missing)
+    if lacking:
+        raise RepoError(
+            f"the mirror {source} lacks {len(lacking)} file(s) of commit {base[:12]} "
+            f"({', '.join(lacking[:3])}); fetch a complete mirror"
+        )
+    return _history_boundary(source, base, missing)
+
+
+def _fetch_into(source: Path, base: str, dest: Path, since: int | None) -> None:
+    """Fetch ``base`` (as the default branch) and the tags into its past into a new repo at ``dest``."""
+    tags = _tags_into(source, base, since)
     branch = _default_branch(source)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         repo = git.Repo.init(str(dest), initial_branch=branch)
         refspecs = [f"{base}:refs/heads/{branch}", *(f"+{tag}:{tag}" for tag in tags)]
+        depth = [f"--shallow-since={since}"] if since else []
         with tempfile.TemporaryFile("w+") as specs:
             specs.write("\n".join(refspecs) + "\n")
             specs.flush()
             specs.seek(0)
             repo.git.execute(
-                ["git", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--update-head-ok", "--stdin", str(source.resolve())],
+                ["git", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--update-head-ok", *depth, "--stdin", str(source.resolve())],
                 istream=specs,
             )
-        if checkout:
-            repo.git.checkout("--quiet", "--force", branch)
-        else:
-            repo.git.symbolic_ref("HEAD", f"refs/heads/{branch}")
+        repo.git.checkout("--quiet", "--force", branch)
         repo.git.reflog("expire", "--expire=now", "--all")
         repo.close()
     except git.GitCommandError as exc:
         raise RepoError(f"cannot materialize {source} at {base[:12]}: {exc.stderr.strip() or exc}") from exc
-    check_no_future(dest, base)
-    return dest
+
+
+def _tags_into(source: Path, base: str, since: int | None) -> list[str]:
+    """Tags that point into the past of ``base`` (and after ``since``, for a shallow copy)."""
+    fmt = "%(refname) %(*committerdate:unix) %(committerdate:unix)"
+    try:
+        lines = _git(source).for_each_ref("--merged", base, f"--format={fmt}", "refs/tags").splitlines()
+    except git.GitCommandError as exc:
+        raise RepoError(f"cannot list tags of {source}: {exc.stderr.strip() or exc}") from exc
+    tags = []
+    for line in lines:
+        name, *stamps = line.split()
+        when = int(stamps[0]) if stamps and stamps[0].isdigit() else 0
+        if since is None or when >= since:
+            tags.append(name)
+    return tags
 
 
 def check_no_future(dest: Path, base_commit: str) -> None:

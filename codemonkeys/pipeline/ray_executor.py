@@ -1,0 +1,299 @@
+"""``executor: ray``: instances spread as Ray tasks over a cluster, the store written by the driver alone.
+
+The driver starts two actors pinned to its own node: :class:`RunState` (the
+run's SQLite store and live budget) and :class:`SharedLimiters` (provider
+rate limits, which are per account). Each instance is one Ray task: on
+whichever node runs it, the task builds that node's services (sandbox
+backend, environments, repositories, model gateways) around a
+:class:`RemoteStore`, a :class:`RemoteBudget` and remote limiters, and runs
+:func:`run_instance`. No worker opens the database.
+
+A task whose worker or node is lost is retried by Ray on another worker
+(``ray.max_retries``); application errors are not retried (``run_instance``
+records an instance's own failures and returns its status). Every stage
+resumes from the store, so a retried instance continues where the lost one
+stopped: saved trajectory turns are replayed and model calls already made are
+answered by the response cache, so nothing is paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import ray
+from ray.exceptions import RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ..budget import BudgetGuard
+from ..config import Config, SandboxConfig
+from ..context.batch import build_stage
+from ..errors import ConfigError, FailureKind, InfraError, failure_kind
+from ..llm.registry import ModelHub, resolve_secrets
+from ..sandbox.base import SandboxFactory
+from ..sandbox.factory import make_sandbox_factory
+from ..store import RunStore
+from ..swebench.instances import Instance
+from .build import repo_source, spec_registry, stages_needing_keys
+from .instance import EnvironmentProvider, PipelineEvent, Services, run_instance
+from .oracles import oracle_factory
+from .remote import RemoteBudget, RemoteStore, RunState, Transport
+from .remote_limits import SharedLimiters, remote_limiter_factory
+
+log = logging.getLogger(__name__)
+
+# Makes a node's sandbox factory from the config (must be picklable; the default is the configured backend).
+SandboxMaker = Callable[[SandboxConfig], SandboxFactory]
+
+_STATE_THREADS = 16  # store calls from many workers at once; the store serializes its writes itself
+
+
+def _unwrapped(exc: RayTaskError) -> BaseException:
+    """The exception the actor method raised (BudgetExceeded, KeyError...), not Ray's wrapper."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _sync_transport(actor: Any) -> Transport:
+    def call(method: str, *args: Any) -> Any:
+        try:
+            return ray.get(getattr(actor, method).remote(*args))
+        except RayTaskError as exc:
+            raise _unwrapped(exc) from None
+
+    return call
+
+
+def _async_transport(actor: Any) -> Callable[..., Any]:
+    async def call(method: str, *args: Any) -> Any:
+        try:
+            return await getattr(actor, method).remote(*args)
+        except RayTaskError as exc:
+            raise _unwrapped(exc) from None
+
+    return call
+
+
+def _send_transport(actor: Any) -> Callable[..., None]:
+    def send(method: str, *args: Any) -> None:
+        getattr(actor, method).remote(*args)
+
+    return send
+
+
+# --- on the worker ------------------------------------------------------------------
+
+
+def _instance_task(
+    config: Config,
+    instance: Instance,
+    secrets: Mapping[str, str],
+    state: Any,
+    limiters: Any,
+    instances_left: int,
+    environments: EnvironmentProvider | None,
+    sandboxes: SandboxMaker | None,
+    stop_after: str,
+) -> str:
+    """One instance on whichever node Ray picked; returns its final status."""
+    call = _sync_transport(state)
+    iid = instance.instance_id
+    attempt = call("begin_attempt", iid)
+    ray.get(limiters.release_owner.remote(iid))
+    if attempt > 1:
+        log.warning("%s: attempt %d (an earlier worker was lost); resuming from the store", iid, attempt)
+    return asyncio.run(
+        _run_here(config, instance, secrets, state, limiters, instances_left, environments, sandboxes, stop_after)
+    )
+
+
+async def _run_here(
+    config: Config,
+    instance: Instance,
+    secrets: Mapping[str, str],
+    state: Any,
+    limiters: Any,
+    instances_left: int,
+    environments: EnvironmentProvider | None,
+    sandboxes: SandboxMaker | None,
+    stop_after: str,
+) -> str:
+    iid = instance.instance_id
+    call = _sync_transport(state)
+    store, budget = RemoteStore(call), RemoteBudget(call, iid)
+    hub = ModelHub(
+        config, store, secrets, budget=budget,
+        extra_models=oracle_factory({iid: instance}, spec_registry(config)),
+        limiter_factory=remote_limiter_factory(config, _async_transport(limiters), _send_transport(limiters), iid),
+    )
+    try:
+        factory = sandboxes(config.sandbox) if sandboxes is not None else make_sandbox_factory(config.sandbox)
+        cleanup = getattr(factory, "cleanup_leaked", None)
+        if cleanup is not None:  # sandboxes of a worker that died on this node
+            removed = await asyncio.to_thread(cleanup)
+            if removed:
+                log.warning("removed %d sandbox(es) left behind by a dead worker", len(removed))
+        if environments is None:
+            from .environments import environments_for
+
+            environments = environments_for(factory, config)
+
+        def events(event: PipelineEvent) -> None:
+            state.push_event.remote(event)
+
+        services = Services(
+            config=config, store=cast(RunStore, store), hub=hub, budget=cast(BudgetGuard, budget),
+            repos=repo_source(config), environments=environments, sandboxes=factory,
+            context=build_stage(config, hub, store), events=events,
+        )
+        return await run_instance(services, instance, instances_left=instances_left, stop_after=stop_after)
+    finally:
+        await hub.aclose()
+
+
+# --- on the driver ------------------------------------------------------------------
+
+
+def _connect(config: Config) -> bool:
+    """Join the configured cluster, or start a local Ray; True when this call started Ray."""
+    address = config.ray.address
+    if address is not None and address.startswith("ray://"):
+        raise ConfigError(
+            f"ray.address={address!r}: Ray Client addresses are not supported, because the run store is "
+            "written on the driver's node; run codemonkeys on a cluster node with ray.address=auto"
+        )
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(include_dashboard=False, ignore_reinit_error=True)
+    else:
+        ray.init(address=address, ignore_reinit_error=True)
+    return True
+
+
+def run_instances_ray(
+    config: Config,
+    run_dir: Path,
+    instances: Sequence[Instance],
+    environ: Mapping[str, str],
+    *,
+    events: Callable[[PipelineEvent], None] = lambda event: None,
+    environments: EnvironmentProvider | None = None,
+    sandboxes: SandboxMaker | None = None,
+    stop_after: str = "selection",
+    poll_s: float = 0.5,
+) -> dict[str, str]:
+    """Run ``instances`` as Ray tasks, at most ``max_concurrent_instances`` in flight; their final statuses.
+
+    ``environments`` and ``sandboxes`` replace the node's defaults (they are
+    pickled to every worker). Uses the running Ray if this process already
+    started one, else joins ``ray.address`` (or starts a local Ray and stops
+    it again at the end).
+    """
+    if not instances:
+        return {}
+    secrets = resolve_secrets(config, environ, stages_needing_keys(config))
+    started = _connect(config)
+    try:
+        pin = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        state = ray.remote(RunState).options(
+            num_cpus=0, max_concurrency=_STATE_THREADS, scheduling_strategy=pin
+        ).remote(config, Path(run_dir).expanduser().resolve(), list(instances))
+        limiters = ray.remote(SharedLimiters).options(num_cpus=0, scheduling_strategy=pin).remote()
+        try:
+            try:
+                ray.get(state.remaining.remote())
+            except RayError as exc:
+                raise InfraError(f"the run state could not be opened on the driver's node: {exc}") from exc
+            hooks = (environments, sandboxes, stop_after)
+            return _drive(config, instances, secrets, state, limiters, events, hooks, poll_s)
+        finally:
+            try:
+                ray.get(state.close.remote())
+            except RayError as exc:
+                log.error("closing the run store failed: %s", exc)
+            ray.kill(state)
+            ray.kill(limiters)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _drive(
+    config: Config,
+    instances: Sequence[Instance],
+    secrets: Mapping[str, str],
+    state: Any,
+    limiters: Any,
+    events: Callable[[PipelineEvent], None],
+    hooks: tuple[EnvironmentProvider | None, SandboxMaker | None, str],
+    poll_s: float,
+) -> dict[str, str]:
+    task = ray.remote(_instance_task).options(
+        max_retries=config.ray.max_retries, retry_exceptions=False,
+        num_cpus=config.ray.cpus_per_instance, scheduling_strategy="SPREAD",
+    )
+    config_ref = ray.put(config)
+    queue = deque(instances)
+    pending: dict[Any, Instance] = {}
+    statuses: dict[str, str] = {}
+    try:
+        while queue or pending:
+            while queue and len(pending) < config.max_concurrent_instances:
+                left = len(queue)  # as in the local executor: instances not started yet, this one included
+                instance = queue.popleft()
+                ref = task.remote(config_ref, instance, dict(secrets), state, limiters, left, *hooks)
+                pending[ref] = instance
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
+            for ref in ready:
+                instance = pending.pop(ref)
+                statuses[instance.instance_id] = _outcome(config, ref, instance, state, limiters)
+            _forward_events(state, events)
+    except BaseException:
+        _cancel(pending)
+        raise
+    finally:
+        _forward_events(state, events)
+    return {instance.instance_id: statuses[instance.instance_id] for instance in instances}
+
+
+def _outcome(config: Config, ref: Any, instance: Instance, state: Any, limiters: Any) -> str:
+    """The task's status; a task that never returned one is recorded as the instance's failure."""
+    iid = instance.instance_id
+    try:
+        status: str = ray.get(ref)
+    except RayTaskError as exc:  # raised outside run_instance (building the node's services): not retried
+        cause = _unwrapped(exc)
+        kind, message = str(failure_kind(cause)), f"{type(cause).__name__}: {cause}"
+    except RayError as exc:  # every attempt lost (worker or node died)
+        kind = str(FailureKind.INFRA)
+        message = f"lost {config.ray.max_retries + 1} time(s): {type(exc).__name__}: {exc}"
+    else:
+        ray.get(limiters.release_owner.remote(iid))
+        return status
+    log.error("%s failed on the cluster (%s): %s", iid, kind, message)
+    ray.get(state.record_failure.remote(iid, kind, message))
+    ray.get(limiters.release_owner.remote(iid))
+    return "failed"
+
+
+def _forward_events(state: Any, events: Callable[[PipelineEvent], None]) -> None:
+    try:
+        drained = ray.get(state.drain_events.remote())
+    except RayError as exc:
+        log.warning("pipeline events are lost: %s", exc)
+        return
+    for event in drained:
+        events(event)
+
+
+def _cancel(pending: Mapping[Any, Instance], grace_s: float = 30.0) -> None:
+    """Interrupt running tasks (their sandboxes close on the way out); they resume on the next run."""
+    for ref in pending:
+        ray.cancel(ref)
+    if pending:
+        ray.wait(list(pending), num_returns=len(pending), timeout=grace_s)
