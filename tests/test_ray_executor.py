@@ -228,14 +228,16 @@ def local_ray():  # type: ignore[no-untyped-def]
         ray.shutdown()
 
 
-def _run_on_ray(tmp_path: Path, shapes, **hooks: Any) -> tuple[dict[str, str], Path]:  # type: ignore[no-untyped-def]
+def _run_on_ray(  # type: ignore[no-untyped-def]
+    tmp_path: Path, shapes, *, retries: int = 2, **hooks: Any
+) -> tuple[dict[str, str], Path]:
     from codemonkeys.pipeline.ray_executor import run_instances_ray
 
     commit, mirrors, ref = shapes
     config = load_config(None, [
         "models.relevance.model=oracle", "models.ranking.model=oracle",
         "models.testing.model=oracle-noisy:0.5", "models.editing.model=oracle-noisy:0.5",
-        "models.selection.model=oracle", "generation.trajectories=4", "executor=ray", "ray.max_retries=2",
+        "models.selection.model=oracle", "generation.trajectories=4", "executor=ray", f"ray.max_retries={retries}",
         *base_overrides(mirrors),
     ])
     log = tmp_path / "environment-calls.jsonl"
@@ -244,7 +246,8 @@ def _run_on_ray(tmp_path: Path, shapes, **hooks: Any) -> tuple[dict[str, str], P
         config, tmp_path / "run", [shapes_instance(commit)], {},
         events=events.append, environments=RecordingEnvironment(ref, log), **hooks,
     )
-    assert {(event.instance_id, event.stage) for event in events} >= {("local__shapes-1", "done")}
+    final = "done" if statuses["local__shapes-1"] == "done" else "failed"
+    assert events and events[-1].instance_id == "local__shapes-1" and events[-1].status == final
     return statuses, log
 
 
@@ -282,7 +285,7 @@ def test_a_lost_worker_is_retried_and_the_instance_finishes_without_paying_twice
     tmp_path: Path, shapes, local_ray, docker_client  # type: ignore[no-untyped-def]
 ) -> None:
     marker = tmp_path / "first-attempt"
-    statuses, log = _run_on_ray(tmp_path, shapes, sandboxes=DieOnFirstAttempt(marker, after_execs=3))
+    statuses, log = _run_on_ray(tmp_path, shapes, sandboxes=DieOnFirstAttempt(marker, after_execs=2))
     assert statuses == {"local__shapes-1": "done"}
 
     lost_pid = int(marker.read_text())
@@ -297,3 +300,61 @@ def test_a_lost_worker_is_retried_and_the_instance_finishes_without_paying_twice
         assert any(record.status != "running" for record in store.trajectories("local__shapes-1"))
     left = docker_client.containers.list(all=True, filters={"label": f"codemonkeys.pid={lost_pid}"})
     assert left == []  # the retry removed the lost worker's sandboxes
+
+
+class NoSandboxes:
+    """A node without a sandbox backend: building its services fails (an application error)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __call__(self, config: SandboxConfig) -> SandboxFactory:
+        from codemonkeys.errors import SandboxError
+
+        with self.log.open("a") as stream:
+            stream.write(f"{os.getpid()}\n")
+        raise SandboxError("no Docker daemon answers on this node")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_task_lost_more_often_than_retried_is_an_infra_failure_and_the_next_run_resumes(
+    tmp_path: Path, shapes, local_ray  # type: ignore[no-untyped-def]
+) -> None:
+    marker = tmp_path / "first-attempt"
+    statuses, _ = _run_on_ray(tmp_path, shapes, retries=0, sandboxes=DieOnFirstAttempt(marker, after_execs=1))
+    assert statuses == {"local__shapes-1": "failed"}
+    with RunStore.open_existing(tmp_path / "run") as store:
+        (state,) = store.instance_states()
+        assert (state["stage"], state["status"], state["failure_kind"]) == ("generation", "failed", "infra")
+        assert "lost 1 time(s)" in state["failure"]
+        paid_before = len([call for call in store.calls() if not call.cached])
+
+    statuses, _ = _run_on_ray(tmp_path, shapes, retries=0)  # as `--retry-infra` would rerun it
+    assert statuses == {"local__shapes-1": "done"}
+    with RunStore.open_existing(tmp_path / "run") as store:
+        assert _paid_twice(store) == []
+        assert paid_before > 0 and store.selection("local__shapes-1") is not None
+
+
+@pytest.mark.docker
+def test_an_application_error_on_the_node_is_recorded_not_retried(tmp_path: Path, shapes, local_ray) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "attempts"
+    statuses, _ = _run_on_ray(tmp_path, shapes, retries=2, sandboxes=NoSandboxes(log))
+    assert statuses == {"local__shapes-1": "failed"}
+    assert len(log.read_text().splitlines()) == 1  # Ray retries lost workers, not our exceptions
+    with RunStore.open_existing(tmp_path / "run") as store:
+        (state,) = store.instance_states()
+        assert (state["status"], state["failure_kind"]) == ("failed", "infra")
+        assert "SandboxError: no Docker daemon answers" in state["failure"]
+
+
+def test_ray_client_addresses_are_refused_because_the_store_lives_on_the_driver(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from codemonkeys.errors import ConfigError
+    from codemonkeys.pipeline.ray_executor import run_instances_ray
+
+    config = load_config(None, ["executor=ray", "ray.address=ray://head:10001"])
+    with pytest.raises(ConfigError, match="Ray Client"):
+        run_instances_ray(config, tmp_path / "run", [shapes_instance("0" * 40)], {})
+    assert not (tmp_path / "run").exists()

@@ -16,13 +16,13 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from report_support import fill_run
 
 from codemonkeys.ensemble.load import LabelStatus
 from codemonkeys.report.data import ReportData, gather
 from codemonkeys.report.grades import CandidateGrades
 from codemonkeys.report.html import write
 from codemonkeys.store import RunStore
-from report_support import fill_run
 
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -54,7 +54,7 @@ def chromium_binary() -> str:
 def run_chromium(binary: str, profile: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [binary, *FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
     )
 
 
@@ -113,7 +113,7 @@ def test_the_charts_render_with_their_data_points(browser: tuple[str, Path], rep
     assert len(marks("selection")) == 3
     assert 'id="oracle-banner"' in dom
 
-    probe = json.loads(unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))  # type: ignore[union-attr]
+    probe = json.loads(unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL).group(1)))  # type: ignore[union-attr]
     assert set(probe) == {"cost", "tokens", "failures", "coverage", "selection"}
     for chart, seen in probe.items():
         assert seen["width"] > 300 and seen["height"] > 50, chart

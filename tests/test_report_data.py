@@ -6,16 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
+from report_support import CONTEXT_FAILED, GOOD, RUN, SELECTED, fill_run, wrong_patch
 
 from codemonkeys.cli.main import main
+from codemonkeys.edits import patch_hash
 from codemonkeys.ensemble.load import LabelStatus, labels_from_data
-from codemonkeys.errors import DataError
+from codemonkeys.errors import DataError, UserError
 from codemonkeys.report.data import gather
-from codemonkeys.report.grades import CandidateGrades, export_candidate_files, load_candidate_grades, report_path
+from codemonkeys.report.grades import (
+    CandidateGrades,
+    export_candidate_files,
+    load_candidate_grades,
+    report_path,
+)
 from codemonkeys.report.html import render
 from codemonkeys.report.passk import Sampled, coverage_curve
 from codemonkeys.store import RunStore
-from report_support import CONTEXT_FAILED, RUN, SELECTED, fill_run
 
 
 def grades_of(labels: dict[str, str]) -> CandidateGrades:
@@ -131,11 +137,19 @@ def test_export_candidates_grade_each_file_and_read_it_back(run_store: RunStore,
     assert from_files.grading.curve == from_mapping.grading.curve
     assert from_files.grading.selection == from_mapping.grading.selection
 
+    assert export_candidate_files(run_store, tmp_path / "cands") == files  # the same export again: nothing changes
     report_path(files[-1]).unlink()  # one file not graded: its instance (proj-3) is left out, and said so
     partial = gather(run_store, "run", grades=load_candidate_grades(tmp_path / "cands"))
     assert partial.grading is not None
     assert (partial.grading.graded_instances, partial.grading.ungraded_instances) == (5, 1)
     assert any("left out of coverage" in note for note in partial.notes)
+
+    extra = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"
+    run_store.add_candidate("demo__proj-5/submission/s", "demo__proj-5", "s", extra, patch_hash(extra), {})
+    with pytest.raises(UserError, match="new directory"):  # its report would grade the wrong patch
+        export_candidate_files(run_store, tmp_path / "cands")
+    second = [json.loads(line) for line in export_candidate_files(run_store, tmp_path / "cands2")[1].read_text().splitlines()]
+    assert ("demo__proj-5", ["demo__proj-5/submission/s"]) in [(r["instance_id"], r["candidate_ids"]) for r in second]
 
 
 def test_bad_candidate_labels_are_data_errors(tmp_path: Path) -> None:
@@ -170,7 +184,7 @@ def test_cli_writes_the_page_and_the_data(tmp_path: Path, capsys: pytest.Capture
     assert "ORACLE" in capsys.readouterr().err
 
     main(["report", str(tmp_path / "run"), "--export-candidates", str(tmp_path / "cands")])
-    assert sorted(p.name for p in (tmp_path / "cands").iterdir())[0] == "candidates-0.jsonl"
+    assert min(p.name for p in (tmp_path / "cands").iterdir()) == "candidates-0.jsonl"
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(tmp_path / "run")])  # nothing to write
     assert exit_info.value.code == 2
@@ -178,17 +192,13 @@ def test_cli_writes_the_page_and_the_data(tmp_path: Path, capsys: pytest.Capture
 
 def test_a_pool_of_submissions_has_selection_against_coverage_but_no_curve(run_store: RunStore) -> None:
     """An ensemble run: candidates come from submissions, not trajectories."""
-    from codemonkeys.edits import patch_hash
-
-    from report_support import GOOD, wrong_patch
-
     for iid, sources in {"e__1": {"subA": True, "subB": False}, "e__2": {"subA": False, "subB": False}}.items():
         run_store.add_instance(iid, "e/e", {})
         for name, good in sources.items():
             patch = GOOD if good else wrong_patch(iid, len(name))
             run_store.add_candidate(f"{iid}/submission/{name}", iid, name, patch, patch_hash(patch), {"models": ["m"]})
         run_store.put_selection(iid, f"{iid}/submission/subB", "test_voting", {})
-    grades = {f"e__1/submission/subA": "resolved", "e__1/submission/subB": "unresolved",
+    grades = {"e__1/submission/subA": "resolved", "e__1/submission/subB": "unresolved",
               "e__2/submission/subA": "unresolved", "e__2/submission/subB": "unresolved"}
     data = gather(run_store, "run", grades=grades_of(grades))
     grading = data.grading

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codemonkeys.report.passk import Sampled, coverage_curve, fit_power_law, pass_at_k, selection_vs_coverage
+from codemonkeys.report.passk import (
+    Sampled,
+    coverage_curve,
+    fit_power_law,
+    pass_at_k,
+    selection_vs_coverage,
+)
 
 
 def by_binomials(n: int, c: int, k: int) -> float:

@@ -42,7 +42,11 @@ def register(app: typer.Typer) -> None:
                                                "patch as SWE-bench prediction files to grade, and stop."),
         data_json: Path = typer.Option(None, "--json", help="Also write the report's data as JSON here."),
     ) -> None:
-        """Write a self-contained HTML report of a run (no network needed to open it)."""
+        """Write a self-contained HTML report of a run (no network needed to open it).
+
+        Coverage needs every candidate graded: `--export-candidates DIR` writes DIR/candidates-*.jsonl,
+        `codemonkeys evaluate` grades each file (its report lands beside it), then `--candidate-labels DIR`.
+        """
         from ..ensemble.load import load_labels
         from ..report.data import gather
         from ..report.grades import export_candidate_files, load_candidate_grades

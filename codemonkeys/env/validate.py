@@ -5,7 +5,8 @@ report is a JSON object keyed by instance id, rewritten after every instance,
 so an interrupted run resumes where it stopped: instances already graded
 ``resolved``/``unresolved`` are skipped, ``error`` ones are tried again.
 Build failures and timeouts are ``error`` (our infrastructure), never
-``unresolved`` (the patch's fault).
+``unresolved`` (the patch's fault). Eval logs are kept beside the report
+(``<report>.logs/<instance_id>.eval.log``).
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ async def grade_patch(
     patch: str,
     *,
     timeout_s: float,
+    log_path: Path | None = None,
 ) -> GradeReport:
     """Apply ``patch`` in a fresh sandbox, run the eval script, grade its output.
 
     The full output goes to a file in the sandbox and is read back, so the
-    sandbox's output truncation never cuts test results out.
+    sandbox's output truncation never cuts test results out; with
+    ``log_path`` it is kept there too.
     """
     if not patch.strip():
         return GradeReport(instance.instance_id, "unresolved", "empty patch", patch_applied=False)
@@ -68,6 +71,9 @@ async def grade_patch(
         if result.timed_out:
             return GradeReport(instance.instance_id, "error", f"tests timed out after {timeout_s:.0f} s", test_s=elapsed)
         output = await sandbox.read_file(EVAL_OUTPUT)
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(output, encoding="utf-8")
     return report_from_output(instance, spec, output, test_s=elapsed)
 
 
@@ -113,7 +119,8 @@ async def grade_instances(
         if previous and previous.get("status") in FINAL:
             log.info("%s already graded (%s); skipping", instance.instance_id, previous["status"])
             continue
-        entry = await _grade_one(instance, patches.get(instance.instance_id), images, factory, registry, timeout_s)
+        log_path = output.with_name(output.name + ".logs") / f"{instance.instance_id}.eval.log" if output else None
+        entry = await _grade_one(instance, patches.get(instance.instance_id), images, factory, registry, timeout_s, log_path)
         report[instance.instance_id] = entry
         if output is not None:
             write_report(output, report)
@@ -129,6 +136,7 @@ async def _grade_one(
     factory: SandboxFactory,
     registry: SpecRegistry,
     timeout_s: float,
+    log_path: Path | None,
 ) -> dict[str, Any]:
     extra = {"repo": instance.repo, "version": instance.version}
     if patch is None:
@@ -143,11 +151,13 @@ async def _grade_one(
     extra["image_source"] = getattr(built, "source", "given")
     try:
         spec = registry.get(instance.repo, instance.version)
-        graded = await grade_patch(factory, built.ref, instance, spec, patch, timeout_s=timeout_s)
+        graded = await grade_patch(factory, built.ref, instance, spec, patch, timeout_s=timeout_s, log_path=log_path)
     except Exception as exc:  # noqa: BLE001 - the instance boundary
         return _error(instance, "grading failed", exc, build_s, extra)
     entry = graded.as_dict()
     entry["build_s"] = round(build_s, 1)
+    if log_path is not None and log_path.is_file():
+        entry["log"] = str(log_path)
     return {**entry, **extra}
 
 

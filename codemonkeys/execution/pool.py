@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from ..errors import SandboxError
+from ..sandbox.aio import finish_despite_cancel
 from ..sandbox.base import EnvironmentRef, Sandbox, SandboxFactory
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,14 @@ class SandboxPool:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every sandbox; safe to call twice."""
+        """Stop every sandbox, all at once (one by one, an instance would wait for each); safe to call twice."""
         self._closed = True
         stacks, self._all = list(self._all), set()
         self._idle.clear()
-        for stack in stacks:
-            try:
-                await asyncio.shield(stack.aclose())
-            except Exception:  # noqa: BLE001 - cleanup must go on for the others
-                log.exception("failed to stop a sandbox of %s", self.env.key)
+        closing = asyncio.gather(*(stack.aclose() for stack in stacks), return_exceptions=True)
+        for result in await finish_despite_cancel(closing):
+            if isinstance(result, Exception):  # cleanup goes on for the others
+                log.error("failed to stop a sandbox of %s: %s", self.env.key, result)
 
     async def _start(self) -> tuple[Sandbox, AsyncExitStack]:
         stack = AsyncExitStack()
@@ -74,8 +74,12 @@ class SandboxPool:
             log.exception("failed to stop a broken sandbox of %s", self.env.key)
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Sandbox]:
-        """Borrow a sandbox at the base commit; it is reset when handed back."""
+    async def acquire(self, *, read_only: bool = False) -> AsyncIterator[Sandbox]:
+        """Borrow a sandbox at the base commit; it is reset when handed back.
+
+        ``read_only``: the borrower only reads files, so the reset (a command in
+        the sandbox) is skipped.
+        """
         if self._closed:
             raise SandboxError(f"the sandbox pool of {self.env.key} is closed")
         async with self._slots:
@@ -83,7 +87,8 @@ class SandboxPool:
             healthy = False
             try:
                 yield sandbox
-                await sandbox.reset()
+                if not read_only:
+                    await sandbox.reset()
                 healthy = True
             finally:
                 if healthy and not self._closed:

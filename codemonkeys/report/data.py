@@ -14,10 +14,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from ..ensemble.load import LabelStatus, Labels
+from ..ensemble.load import Labels, LabelStatus
 from ..store.records import CallRecord, LedgerRow, TrajectoryRecord
 from .grades import CandidateGrades
-from .passk import PowerLawFit, Sampled, SelectionVsCoverage, coverage_curve, fit_power_law, selection_vs_coverage
+from .passk import (
+    PowerLawFit,
+    Sampled,
+    SelectionVsCoverage,
+    coverage_curve,
+    fit_power_law,
+    selection_vs_coverage,
+)
 
 GENERATION_SOURCE = "generation"
 GENERATION_KINDS = ("testing", "editing")
@@ -177,6 +184,16 @@ def failure_counts(
     return {key: dict(counter) for key, counter in sorted(counts.items())}
 
 
+@dataclass
+class _Tally:
+    """Per-instance grades collected while walking the run, for :func:`_grading`."""
+
+    samples: list[Sampled] = field(default_factory=list)
+    pool: list[tuple[Sampled, bool]] = field(default_factory=list)
+    ungraded: int = 0
+    unmentioned: int = 0
+
+
 def gather(
     store: ReportSource,
     run_dir: str,
@@ -194,22 +211,18 @@ def gather(
     )
     totals = store.ledger(group_by=())
     total = _spend(totals[0], "all", "all") if totals else Spend("all", "all", 0, 0, 0, 0, 0, 0, 0, 0.0, 0)
-    oracle = sorted({s.model for s in spend if s.model.startswith("oracle")})
 
     states = store.instance_states()
     selections = {s["instance_id"]: s for s in store.selections()}
-    ids = sorted({s["instance_id"] for s in states} | set(selections))
     by_id = {s["instance_id"]: s for s in states}
     trajectories = store.trajectories()
-    calls = store.calls()
-    notes: list[str] = []
+    indexes: dict[str, set[int]] = {}
+    for t in trajectories:
+        if t.kind in GENERATION_KINDS:
+            indexes.setdefault(t.instance_id, set()).add(t.index)
 
-    outcomes, cuts, plans = [], [], 0
-    pool_rows: list[tuple[Sampled, bool]] = []
-    samples: list[Sampled] = []
-    ungraded = unmentioned = 0
-    for iid in ids:
-        state = by_id.get(iid, {"stage": "-", "status": "-", "failure_kind": None})
+    outcomes, cuts, plans, tally = [], [], 0, _Tally()
+    for iid in sorted(set(by_id) | set(selections)):
         plan = store.get_result(iid, "plan", "generation")
         if plan is not None:
             plans += 1
@@ -218,67 +231,91 @@ def gather(
                     iid, plan["trajectories"], plan["configured_trajectories"], plan["max_iterations"],
                     plan["configured_iterations"], plan.get("reason") or "",
                 ))
-        candidates = store.candidates(iid)
-        indexes = {t.index for t in trajectories if t.instance_id == iid and t.kind in GENERATION_KINDS}
-        indexes |= {i for c in candidates if (i := _generation_index(c)) is not None}
-        selection = selections.get(iid)
-        selected = selection["candidate_id"] if selection else None
-        outcome = dict(
-            instance_id=iid, stage=state["stage"], status=state["status"], failure_kind=state["failure_kind"],
-            trajectories=len(indexes), candidates=len(candidates),
-            method=selection["method"] if selection else None, selected=selected,
-        )
-        statuses = {c["candidate_id"]: grades.status(c) if grades else None for c in candidates}
-        selected_status = _selected_status(iid, selected, labels, grades, statuses)
-        if labels is not None and selected is not None and iid not in labels.mentioned and statuses.get(selected) is None:
-            unmentioned += 1
-        outcome["selected_status"] = None if selected_status is None else str(selected_status)
-        if grades is not None:
-            if all(status is not None for status in statuses.values()):
-                correct = sum(1 for c in candidates if _generation_index(c) is not None and statuses[c["candidate_id"]] == LabelStatus.RESOLVED)
-                pool_correct = sum(1 for s in statuses.values() if s == LabelStatus.RESOLVED)
-                others = sum(1 for c in candidates if _generation_index(c) is None)
-                outcome.update(correct=correct, pool_correct=pool_correct)
-                samples.append(Sampled(len(indexes), correct))
-                pool_rows.append((Sampled(len(indexes) + others, pool_correct), selected_status == LabelStatus.RESOLVED))
-            else:
-                ungraded += 1
-        outcomes.append(InstanceOutcome(**outcome))  # type: ignore[arg-type]
+        state = by_id.get(iid, {"stage": "-", "status": "-", "failure_kind": None})
+        outcomes.append(_outcome(
+            iid, state, store.candidates(iid), indexes.get(iid, set()), selections.get(iid), labels, grades, tally
+        ))
 
-    grading = None
-    if labels is not None or grades is not None:
-        resolved = sum(1 for o in outcomes if o.selected_status == LabelStatus.RESOLVED)
-        sources = ([labels.source] if labels else []) + (grades.sources if grades else [])
-        grading = Grading(
-            instances=len(outcomes), resolved=resolved,
-            cost_per_resolved=total.cost_usd / resolved if resolved else None, label_sources=sources,
-        )
-        methods: dict[str, list[int]] = {}
-        for o in outcomes:
-            entry = methods.setdefault(o.method or "no selection", [0, 0])
-            entry[0] += 1
-            entry[1] += o.selected_status == LabelStatus.RESOLVED
-        grading.by_method = {m: (n, r) for m, (n, r) in sorted(methods.items())}
-        if grades is not None:
-            grading.graded_instances, grading.ungraded_instances = len(samples), ungraded
-            grading.curve = coverage_curve(samples) if any(s.n for s in samples) else []
-            grading.fit = fit_power_law(grading.curve)
-            grading.selection = selection_vs_coverage(pool_rows)
-            if ungraded:
-                notes.append(f"{ungraded} instance(s) have candidates without a grade and are left out of coverage.")
-            errors = sum(1 for o in outcomes if o.selected_status == LabelStatus.ERROR)
-            if errors:
-                notes.append(f"{errors} selected patch(es) could not be graded (error) and count as unresolved.")
-        if labels is not None:
-            if unmentioned:
-                notes.append(f"{unmentioned} selected patch(es) are not in {labels.source} and count as unresolved.")
+    grading = None if labels is None and grades is None else _grading(outcomes, total, labels, grades, tally)
     return ReportData(
-        run_dir=run_dir, created=time.time(), oracle_models=oracle, spend=spend, spend_by_stage=by_stage, total=total,
-        instance_counts=dict(sorted(Counter(f"{o.stage} {o.status}" if o.status != "done" else "done" for o in outcomes).items())),
+        run_dir=run_dir, created=time.time(), oracle_models=sorted({s.model for s in spend if s.model.startswith("oracle")}),
+        spend=spend, spend_by_stage=by_stage, total=total,
+        instance_counts=dict(sorted(Counter(o.status if o.status == "done" else f"{o.stage} {o.status}" for o in outcomes).items())),
         outcomes=outcomes, plans=plans, budget_cuts=cuts,
-        failures=failure_counts(states, trajectories, calls),
-        trajectory_statuses=_trajectory_statuses(trajectories), grading=grading, notes=notes,
+        failures=failure_counts(states, trajectories, store.calls()),
+        trajectory_statuses=_trajectory_statuses(trajectories), grading=grading, notes=_notes(outcomes, labels, tally),
     )
+
+
+def _outcome(
+    iid: str,
+    state: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    indexes: set[int],
+    selection: dict[str, Any] | None,
+    labels: Labels | None,
+    grades: CandidateGrades | None,
+    tally: _Tally,
+) -> InstanceOutcome:
+    """One instance's row; adds its grades to ``tally`` when every candidate has one."""
+    indexes = indexes | {i for c in candidates if (i := _generation_index(c)) is not None}
+    selected = selection["candidate_id"] if selection else None
+    statuses = {c["candidate_id"]: grades.status(c) if grades else None for c in candidates}
+    selected_status = _selected_status(iid, selected, labels, grades, statuses)
+    if labels is not None and selected is not None and iid not in labels.mentioned and statuses.get(selected) is None:
+        tally.unmentioned += 1
+    correct = pool_correct = None
+    if grades is not None and all(status is not None for status in statuses.values()):
+        generated = [c for c in candidates if _generation_index(c) is not None]
+        correct = sum(1 for c in generated if statuses[c["candidate_id"]] == LabelStatus.RESOLVED)
+        pool_correct = sum(1 for status in statuses.values() if status == LabelStatus.RESOLVED)
+        tally.samples.append(Sampled(len(indexes), correct))
+        others = len(candidates) - len(generated)
+        tally.pool.append((Sampled(len(indexes) + others, pool_correct), selected_status == LabelStatus.RESOLVED))
+    elif grades is not None:
+        tally.ungraded += 1
+    return InstanceOutcome(
+        instance_id=iid, stage=state["stage"], status=state["status"], failure_kind=state["failure_kind"],
+        trajectories=len(indexes), candidates=len(candidates),
+        method=selection["method"] if selection else None, selected=selected,
+        correct=correct, pool_correct=pool_correct,
+        selected_status=None if selected_status is None else str(selected_status),
+    )
+
+
+def _grading(
+    outcomes: list[InstanceOutcome], total: Spend, labels: Labels | None, grades: CandidateGrades | None, tally: _Tally
+) -> Grading:
+    resolved = sum(1 for o in outcomes if o.selected_status == LabelStatus.RESOLVED)
+    grading = Grading(
+        instances=len(outcomes), resolved=resolved,
+        cost_per_resolved=total.cost_usd / resolved if resolved else None,
+        label_sources=([labels.source] if labels else []) + (grades.sources if grades else []),
+    )
+    methods: dict[str, list[int]] = {}
+    for o in outcomes:
+        entry = methods.setdefault(o.method or "no selection", [0, 0])
+        entry[0] += 1
+        entry[1] += o.selected_status == LabelStatus.RESOLVED
+    grading.by_method = {m: (n, r) for m, (n, r) in sorted(methods.items())}
+    if grades is not None:
+        grading.graded_instances, grading.ungraded_instances = len(tally.samples), tally.ungraded
+        grading.curve = coverage_curve(tally.samples) if any(s.n for s in tally.samples) else []
+        grading.fit = fit_power_law(grading.curve)
+        grading.selection = selection_vs_coverage(tally.pool)
+    return grading
+
+
+def _notes(outcomes: list[InstanceOutcome], labels: Labels | None, tally: _Tally) -> list[str]:
+    notes = []
+    if tally.ungraded:
+        notes.append(f"{tally.ungraded} instance(s) have candidates without a grade and are left out of coverage.")
+    errors = sum(1 for o in outcomes if o.selected_status == LabelStatus.ERROR)
+    if errors:
+        notes.append(f"{errors} selected patch(es) could not be graded (error) and count as unresolved.")
+    if labels is not None and tally.unmentioned:
+        notes.append(f"{tally.unmentioned} selected patch(es) are not in {labels.source} and count as unresolved.")
+    return notes
 
 
 def _selected_status(

@@ -7,6 +7,8 @@ module only moves patches out and grades back in:
    SWE-bench prediction files, ``candidates-<j>.jsonl`` holding the j-th
    distinct patch of every instance (identical patches of one instance are
    graded once). Each row also names its ``patch_hash`` and ``candidate_ids``.
+   Exporting again is idempotent; it refuses to change a file that has a
+   report beside it, since reports are keyed by instance id only.
 2. ``codemonkeys evaluate DIR/candidates-<j>.jsonl --dataset ...`` grades each
    file and writes ``candidates-<j>.report.json`` beside it.
 3. ``load_candidate_grades(DIR)`` reads each file with its report back, keyed
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..ensemble.load import LabelStatus, load_labels
-from ..errors import DataError
+from ..errors import DataError, UserError
 
 PREFIX = "candidates-"
 MODEL_NAME = "codemonkeys-candidates"
@@ -50,7 +52,9 @@ class CandidateGrades:
     sources: list[str] = field(default_factory=list)
 
     def status(self, candidate: Mapping[str, Any]) -> LabelStatus | None:
-        """The grade of a stored candidate row, ``None`` when it was not graded."""
+        """The grade of a stored candidate row, ``None`` when it was not graded; an empty patch resolves nothing."""
+        if not candidate["patch"].strip():
+            return LabelStatus.UNRESOLVED
         found = self.by_candidate.get(candidate["candidate_id"])
         if found is not None:
             return found
@@ -83,12 +87,21 @@ def export_candidate_files(store: CandidateSource, directory: Path) -> list[Path
                 "patch_hash": key, "candidate_ids": ids,
             })
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for j, rows in enumerate(slots):
-        path = directory / f"{PREFIX}{j}.jsonl"
-        _write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
-        written.append(path)
-    return written
+    texts = [(directory / f"{PREFIX}{j}.jsonl", "".join(json.dumps(row) + "\n" for row in rows)) for j, rows in enumerate(slots)]
+    stale = [path for path, text in texts if report_path(path).exists() and _read(path) != text]
+    if stale:
+        # A report is keyed by instance id: beside a changed file it would grade the wrong patches.
+        raise UserError(
+            f"{directory} holds graded candidate files that differ from this export ({stale[0].name}); "
+            "export to a new directory"
+        )
+    for path, text in texts:
+        _write_atomic(path, text)
+    return [path for path, _ in texts]
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -71,8 +71,8 @@ def stacked_bars(
     y0 = top + legend_h + 6
     height = y0 + len(rows) * (bar_h + gap) + 8
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{_attr(chart_id)}" data-chart="{_attr(chart_id)}" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{_attr(chart_id)}" data-chart="{_attr(chart_id)}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'),
         legend,
     ]
     for i, (label, series) in enumerate(rows):
@@ -133,8 +133,8 @@ def coverage_chart(
         return top + plot_h * (1.0 - value)
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="coverage" data-chart="coverage" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="coverage" data-chart="coverage" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">')
     ]
     for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
         y = py(tick)
