@@ -5,7 +5,10 @@
 
 The sample takes, for each repository in ``--quota``, that many instances
 spread over its versions (the versions in order, one instance per version
-picked round-robin, first instance id within a version). Images are built one
+picked round-robin, first instance id within a version). Instances whose base
+commit has files the mirror lacks cannot be built from it; they are listed and
+left out. psf/requests is not in the default quota: its tests call httpbin.org
+(grade it with ``--instance-ids`` to see them reported as needing the network). Images are built one
 at a time (machines here have 2 cores). The report is resumable: rerun the
 same command after an interruption. Columns: instance, repo, version, build s
 (image build or cache lookup), test s (eval script), status, cause.
@@ -28,6 +31,7 @@ from codemonkeys.env.images import ImageBuilder
 from codemonkeys.env.validate import grade_instances
 from codemonkeys.sandbox.factory import make_sandbox_factory
 from codemonkeys.swebench.instances import Instance, load_instances
+from codemonkeys.swebench.repo import RepoSource, lacking_files
 
 DEFAULT_QUOTA = (
     "django/django=6,sympy/sympy=3,pytest-dev/pytest=2,sphinx-doc/sphinx=2,astropy/astropy=1,"
@@ -82,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         instances = load_instances(args.dataset, instance_ids=[i for i in args.instance_ids.split(",") if i])
     else:
         quota = {repo: int(n) for repo, _, n in (item.partition("=") for item in args.quota.split(",") if item)}
-        instances = sample(load_instances(args.dataset), quota)
+        candidates = [i for i in load_instances(args.dataset) if i.repo in quota]
+        source = RepoSource(mirror_dir=args.mirror_dir)
+        unbuildable = {i.instance_id: lacking_files(source.git_dir(i.repo), i.base_commit) for i in candidates}
+        for instance_id, files in unbuildable.items():
+            if files:
+                console.print(f"not sampled: {instance_id}: the mirror lacks {', '.join(files[:3])} of its base commit")
+        instances = sample([i for i in candidates if not unbuildable[i.instance_id]], quota)
     if args.list:
         for instance in instances:
             print(instance.instance_id, instance.version)

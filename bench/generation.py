@@ -6,36 +6,36 @@ the real Anthropic SDK (``AnthropicModel`` behind the ``ModelHub``'s gateways an
 shared provider limiter) against the loopback fake server (a child process,
 ``--latency`` seconds per answer, prompt caching simulated with Sonnet's 1024-token
 minimum), a real ``RunStore`` and real Docker sandboxes of the fixture repository
-(``calc.py``), one pool per instance as the pipeline makes them.
-
-The fake server plays both models from the request alone: the testing model writes a
-short reproduction test (tagged with a random variant, so every trajectory's test and
-drafts are distinct cells that really run), then ``<done/>``; the editing model makes
-``--turns - 1`` edits that each apply (a comment line moved forward a step; the last
-also sets the flag the test checks, so it passes), then ``<done/>``. The editing system
-prompt carries ~``--context-tokens`` of real source (standard-library modules), as a
-packed context does.
+(``calc.py``), one pool per instance and at most ``max_concurrent_instances``
+instances at once, as the pipeline runs them. Each trajectory writes a test, then
+makes ``--turns - 1`` edits and answers ``<done/>``; every test and draft is distinct,
+so every cell really runs. The editing system prompt carries ~``--context-tokens`` of
+real source, as a packed context does. The workload is in ``generation_workload.py``.
 
 The bound is the largest of four lower limits on the wall time; no schedule under the
-configured concurrency can beat any of them (L = the server latency, d = a run's
-sandbox time as recorded in ``test_executions``: patch, test, reset):
+configured concurrency beats any of them. L is the server latency; a run's sandbox
+time d is what ``test_executions`` records (patch, test and reset: the time the run
+held its sandbox); container starts and stops are timed by wrapping the factory.
 
-(a) the longest chain of one instance: trajectory 0's testing call alone (the
-    warm-up), then for each trajectory its calls x L plus its own sandbox runs, its
-    first editing call no earlier than the end of trajectory 0's (the editing warm-up);
-(b) total sandbox time / sandbox slots (``min(instances, max_concurrent_instances) x
-    pool_size`` sandboxes exist at once);
+(a) the longest chain of one instance: a container start, trajectory 0's testing call
+    alone (the warm-up), then for each trajectory its calls x L plus its own runs' d,
+    its first editing call no earlier than the end of trajectory 0's (the editing
+    warm-up); then the pool's containers stop before the instance's slot frees;
+(b) total sandbox time (runs, container starts and stops) / sandbox slots
+    (``min(instances, max_concurrent_instances) x pool_size`` sandboxes exist at once);
 (c) total model latency (calls x L) / ``max_in_flight``;
-(d) instance slots: instances run ``max_concurrent_instances`` at a time, each for at
-    least its chain, so the makespan is at least sum(chains) / M and, with the chains
-    sorted longest first, (k+1) x chain[k M] for every k (k M + 1 chains on M slots
-    put k + 1 of them on one slot).
+(d) instance slots: M = ``min(instances, max_concurrent_instances)`` instances run at
+    a time, each for at least its chain, so the makespan is at least sum(chains) / M
+    and, with the chains sorted longest first, (k+1) x chain[k M] for every k (k M + 1
+    chains on M slots put k + 1 of them on one slot).
 
-Container starts and stops are sandbox work outside (b); the table shows how many.
-The cache-read share counts, for every call that is not trajectory 0's first call of
-a phase, the tokens of the shared system prompt, and the part of them billed as cache
-reads (``min(cache_read, system tokens)``: reads are prefixes, and the system prompt
-comes first). Targets: wall / bound <= 1.20 and a cache-read share >= 0.80.
+Sandbox times are measured under the run's own load, so on a small machine where
+Docker saturates the CPU, (b) binds and wall / bound says how well the stage keeps
+the sandbox slots busy. The cache-read share counts, for every call that is not
+trajectory 0's first call of a phase, the tokens of the shared system prompt, and the
+part of them billed as cache reads (``min(cache_read, system tokens)``: reads are
+prefixes, and the system prompt comes first). Targets: wall / bound <= 1.20 and a
+cache-read share >= 0.80.
 
     python bench/generation.py [--instances 10] [--trajectories 10] [--turns 8] [--latency 0.2]
         [--max-concurrent-instances M] [--pool-size P] [--max-in-flight F]   (defaults: the config's)
@@ -46,28 +46,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
-import signal
+import os
 import sqlite3
-import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from generation_workload import context_files, issue_text, serve, server_process
 from rich.console import Console
 from rich.table import Table
 
 from codemonkeys.config import Config, ModelSettings, load_config
 from codemonkeys.execution import ORIGINAL, SandboxPool, TestRunner, test_hash
 from codemonkeys.execution.sources import SandboxSources
-from codemonkeys.generation.stage import ContextFile, GenerationInputs, generate
+from codemonkeys.generation.stage import GenerationInputs, generate
 from codemonkeys.generation.state import TrajectoryState
 from codemonkeys.generation.trajectory import TrajectoryDeps
 from codemonkeys.llm.registry import ModelHub
@@ -76,129 +71,8 @@ from codemonkeys.sandbox import fixture_repo
 from codemonkeys.sandbox.base import EnvironmentRef
 from codemonkeys.store import RunStore
 from codemonkeys.testing import fake_wire
-from codemonkeys.testing.fake_server import FakeLLMServer
 
-MODEL = "claude-sonnet-4-5"
-CONTEXT_MODULES = ("heapq", "textwrap", "calendar", "fractions", "shlex", "string", "queue", "numbers", "glob")
-TESTING_MARK = "Before anybody fixes the GitHub issue"
-EDITING_MARK = "Fix the GitHub issue below by editing the repository"
-DOCSTRING = '"""Arithmetic for the sandbox tests."""\n'
-
-
-# --- the workload: issues, context, and the models' answers -----------------------------
-
-
-def issue_text(function: str, index: int) -> str:
-    """A distinct issue per instance, about one function of the fixture's calc.py."""
-    return (
-        f"`calc.{function}(a, b)` gives no way to tell whether the known problem report #{index} "
-        f"about it has been dealt with.\n\nDownstream code checks `calc.ISSUE_{function.upper()}_FIXED` "
-        f"before relying on `calc.{function}`; the flag is missing, so every caller takes the slow "
-        "path. Please add the flag once the behaviour is right, and leave a note in the module.\n"
-    )
-
-
-def context_files(budget_tokens: int) -> list[ContextFile]:
-    """calc.py, then standard-library modules as the rest of a packed context, up to the budget."""
-    files = [ContextFile("calc.py", fixture_repo.FILES["calc.py"])]
-    used = fake_wire.block_tokens(files[0].content)
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for name in CONTEXT_MODULES:
-        text = (stdlib / f"{name}.py").read_text()
-        tokens = fake_wire.block_tokens(text)
-        if used + tokens > budget_tokens:
-            lines = text.splitlines(keepends=True)
-            text = "".join(lines[: max(1, len(lines) * (budget_tokens - used) // tokens)])
-            tokens = fake_wire.block_tokens(text)
-        files.append(ContextFile(f"lib/{name}.py", text))
-        used += tokens
-        if used >= budget_tokens * 0.98:
-            break
-    return files
-
-
-def test_answer(function: str, variant: str) -> str:
-    return (
-        "<test>\n```python\nimport sys\n\nimport calc\n\n"
-        f"# reproduction, variant {variant}\n"
-        f'print("calc.{function}(2, 3) =", calc.{function}(2, 3))\n'
-        f'fixed = getattr(calc, "ISSUE_{function.upper()}_FIXED", False)\n'
-        'print("fixed:", fixed)\nsys.exit(0 if fixed else 2)\n```\n</test>\n'
-    )
-
-
-def edit_answer(function: str, variant: str, step: int, last: bool) -> str:
-    """Step 1 adds a note under the docstring; later steps move it on; the last sets the flag."""
-    note = f"# {function}: variant {variant}, step {{}}\n"
-    search = DOCSTRING if step == 1 else note.format(step - 1)
-    replace = (DOCSTRING if step == 1 else "") + note.format(step)
-    if last:
-        replace += f"ISSUE_{function.upper()}_FIXED = True\n"
-    return f"Step {step}.\n<edit>\n<path>calc.py</path>\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n</edit>\n"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
-def make_responder(turns: int):  # type: ignore[no-untyped-def]
-    """Both models, decided from the request (runs in the server process)."""
-
-    def responder(body: dict[str, Any]) -> str:
-        system = _text(body.get("system") or [])
-        messages = body.get("messages", [])
-        step = 1 + sum(1 for message in messages if message.get("role") == "assistant")
-        issue = system[system.rindex("<issue>") :]
-        function = re.search(r"`calc\.(\w+)\(", issue).group(1)  # type: ignore[union-attr]
-        if TESTING_MARK in system:
-            return test_answer(function, uuid.uuid4().hex[:12]) if step == 1 else "<done/>\n"
-        if EDITING_MARK not in system:
-            raise ValueError("neither a testing nor an editing request")
-        variant = re.search(r"variant ([0-9a-f]{12})", _text(messages[0]["content"])).group(1)  # type: ignore[union-attr]
-        if step >= turns:
-            return "<done/>\n"
-        return edit_answer(function, variant, step, last=step == turns - 1)
-
-    return responder
-
-
-def serve(args: argparse.Namespace) -> None:
-    """The ``--serve`` child: the fake server with the bench's responder until SIGTERM."""
-    server = FakeLLMServer(
-        make_responder(args.turns), latency_s=args.latency, record=False, min_cache_tokens=args.min_cache_tokens
-    )
-
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    print(server.url, flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-
-
-@contextlib.contextmanager
-def server_process(args: argparse.Namespace) -> Iterator[str]:
-    command = [
-        sys.executable, __file__, "--serve", "--turns", str(args.turns),
-        "--latency", str(args.latency), "--min-cache-tokens", str(args.min_cache_tokens),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("http://"):
-            raise SystemExit(f"the fake server did not start (said {line!r})")
-        yield line
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+MODEL = "claude-sonnet-4-6"
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -221,13 +95,13 @@ class _TimedSandbox:
         self._owner = owner
         self._inner = inner
 
-    async def __aenter__(self) -> _TimedSandbox:
+    async def __aenter__(self) -> Self:
         start = time.perf_counter()
         await self._inner.__aenter__()
         self._owner.starts.append(time.perf_counter() - start)
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         start = time.perf_counter()
         try:
             await self._inner.__aexit__(*exc)
@@ -241,7 +115,8 @@ class _TimedSandbox:
 def bench_config(args: argparse.Namespace, url: str) -> Config:
     config = load_config()
     for stage in ("testing", "editing"):
-        setattr(config.models, stage, ModelSettings(model=f"anthropic:{MODEL}@{url}", temperature=0.5))
+        settings: ModelSettings = getattr(config.models, stage)
+        setattr(config.models, stage, settings.model_copy(update={"model": f"anthropic:{MODEL}@{url}"}))
     anthropic = config.providers["anthropic"]
     anthropic.max_retries, anthropic.timeout_s = 2, 120.0
     if args.max_in_flight:
@@ -259,6 +134,7 @@ def bench_config(args: argparse.Namespace, url: str) -> Config:
 @dataclass
 class InstanceRun:
     instance_id: str
+    began: float  # seconds after the run began
     seconds: float
     candidates: int
     failures: dict[str, str]
@@ -277,6 +153,9 @@ async def run(
     prompt, files = Prompt("generation.j2"), context_files(args.context_tokens)
     functions = list(fixture_repo.FUNCTIONS)
     gate = asyncio.Semaphore(config.max_concurrent_instances)
+    for stage in ("testing", "editing"):
+        hub.gateway(stage)  # shared by all instances; made here so importing the SDK is not timed
+    began = time.perf_counter()
 
     async def one(index: int) -> InstanceRun:
         iid = f"bench__calc-{index}"
@@ -286,17 +165,19 @@ async def run(
             async with SandboxPool(factory, env, config.sandbox.pool_size) as pool:
                 runner = TestRunner(pool, store, timeout_s=config.generation.test_timeout_s)
                 sources = SandboxSources(pool)
-                common: dict[str, Any] = dict(store=store, runner=runner, sources=sources, prompt=prompt, config=config.generation)
+                common: dict[str, Any] = {
+                    "store": store, "runner": runner, "sources": sources, "prompt": prompt, "config": config.generation,
+                }
                 testing = TrajectoryDeps(chat=hub.gateway("testing", iid), model=config.models.testing, **common)
                 editing = TrajectoryDeps(chat=hub.gateway("editing", iid), model=config.models.editing, **common)
                 inputs = GenerationInputs(iid, issue_text(function, index), files)
                 result = await generate(testing, editing, store, inputs, args.trajectories)
-            return InstanceRun(iid, time.perf_counter() - start, len(result.candidates), result.failures, pool.started)
+            seconds = time.perf_counter() - start
+            return InstanceRun(iid, start - began, seconds, len(result.candidates), result.failures, pool.started)
 
     try:
-        start = time.perf_counter()
         runs = await asyncio.gather(*(one(i) for i in range(args.instances)))
-        return time.perf_counter() - start, list(runs)
+        return time.perf_counter() - began, list(runs)
     finally:
         await hub.aclose()
 
@@ -314,10 +195,22 @@ class Bound:
     run_mean: float
     runs: int
     calls: int
+    call_mean: float
 
     @property
     def value(self) -> float:
         return max(self.chain, self.sandbox, self.llm, self.instances)
+
+
+def _idle_slot_time(runs: list[InstanceRun], slots: int, wall: float) -> float:
+    """How long fewer than ``slots`` instances were running (a tail of instances with nobody left to start)."""
+    events = sorted([(r.began, 1) for r in runs] + [(r.began + r.seconds, -1) for r in runs])
+    idle, running, last = 0.0, 0, 0.0
+    for at, change in events:
+        if running < slots:
+            idle += at - last
+        running, last = running + change, at
+    return idle + (wall - last if running < slots else 0.0)
 
 
 def _mean(values: list[float]) -> float:
@@ -340,8 +233,10 @@ def critical_path(store: RunStore, config: Config, latency: float, instances: in
         else:
             edited[test] += duration
     calls: dict[str, int] = defaultdict(int)
+    latencies = []
     for call in store.calls():
         calls[call.trajectory or ""] += 1
+        latencies.append(call.latency_s)
     states = _states(store)
     by_instance: dict[str, dict[int, tuple[TrajectoryState, TrajectoryState | None]]] = defaultdict(dict)
     for state in states.values():
@@ -368,7 +263,7 @@ def critical_path(store: RunStore, config: Config, latency: float, instances: in
         chains.append(max(ends.values()) + stop_s)  # the pool's sandboxes stop before the slot frees
     chains.sort(reverse=True)
     slots = min(instances, config.max_concurrent_instances)
-    waves = max((k + 1) * chains[k * slots] for k in range(0, (len(chains) - 1) // slots + 1)) if chains else 0.0
+    waves = max((k + 1) * chains[k * slots] for k in range((len(chains) - 1) // slots + 1)) if chains else 0.0
     total_sandbox = sum(duration for _, _, duration in rows) + sum(factory.starts) + sum(factory.stops)
     n_calls = sum(calls.values())
     return Bound(
@@ -380,6 +275,7 @@ def critical_path(store: RunStore, config: Config, latency: float, instances: in
         run_mean=_mean([duration for _, _, duration in rows]),
         runs=len(rows),
         calls=n_calls,
+        call_mean=_mean(latencies),
     )
 
 
@@ -387,7 +283,7 @@ def critical_path(store: RunStore, config: Config, latency: float, instances: in
 class CacheShare:
     shared: int
     shared_read: int
-    by_phase: dict[str, tuple[int, int]]
+    by_phase: dict[str, tuple[int, int, int]]  # shared tokens, read, largest system prompt
     uncached: int
     written: int
     read: int
@@ -402,7 +298,7 @@ def cache_share(store: RunStore) -> CacheShare:
     states = _states(store)
     system_tokens = {tid: fake_wire.block_tokens(state.system) for tid, state in states.items()}
     seen: set[str] = set()
-    phase: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    phase: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     uncached = written = read = 0
     for call in sorted(store.calls(), key=lambda c: c.ts):
         uncached, written, read = uncached + call.input_tokens, written + call.cache_write_tokens, read + call.cache_read_tokens
@@ -415,14 +311,15 @@ def cache_share(store: RunStore) -> CacheShare:
         tokens = system_tokens[tid]
         phase[state.kind][0] += tokens
         phase[state.kind][1] += min(call.cache_read_tokens, tokens)
+        phase[state.kind][2] = max(phase[state.kind][2], tokens)
     shared = sum(p[0] for p in phase.values())
     shared_read = sum(p[1] for p in phase.values())
-    return CacheShare(shared, shared_read, {k: (v[0], v[1]) for k, v in phase.items()}, uncached, written, read)
+    return CacheShare(shared, shared_read, {k: (v[0], v[1], v[2]) for k, v in phase.items()}, uncached, written, read)
 
 
 def report(
     args: argparse.Namespace, config: Config, wall: float, runs: list[InstanceRun], bound: Bound,
-    cache: CacheShare, context: int, factory: TimedFactory,
+    cache: CacheShare, context: int, factory: TimedFactory, load: tuple[float, float], cpu: float,
 ) -> Table:
     limits = config.providers["anthropic"].limits
     title = (
@@ -435,21 +332,34 @@ def report(
     table.add_column("value", justify="right")
     table.add_column("note")
     started = sum(r.started for r in runs)
+    slots = min(args.instances, config.max_concurrent_instances)
     rows = [
         ("wall time", f"{wall:.2f} s", ""),
         ("(a) longest instance chain", f"{bound.chain:.2f} s", "warm-ups + calls x latency + own sandbox runs"),
-        ("(b) sandbox time / slots", f"{bound.sandbox:.2f} s", f"{bound.sandbox_total:.1f} s: {bound.runs} runs "
-         f"(mean {bound.run_mean:.3f} s) + container starts/stops / {min(args.instances, config.max_concurrent_instances) * config.sandbox.pool_size} slots"),
-        ("(c) model latency / in flight", f"{bound.llm:.2f} s", f"{bound.calls} calls x {args.latency:.2f} s / {limits.max_in_flight}"),
-        ("(d) instance slots", f"{bound.instances:.2f} s", f"chains on {min(args.instances, config.max_concurrent_instances)} instance slots"),
+        ("(b) sandbox time / slots", f"{bound.sandbox:.2f} s", (
+            f"{bound.sandbox_total:.1f} s: {bound.runs} runs (mean {bound.run_mean:.3f} s) + container starts/stops "
+            f"/ {slots * config.sandbox.pool_size} slots"
+        )),
+        ("(c) model latency / in flight", f"{bound.llm:.2f} s", (
+            f"{bound.calls} calls x {args.latency:.2f} s / {limits.max_in_flight}; "
+            f"a call took {bound.call_mean:.3f} s on average, as the gateway measured it"
+        )),
+        ("(d) instance slots", f"{bound.instances:.2f} s", f"chains on {slots} instance slots"),
         ("bound = max(a, b, c, d)", f"{bound.value:.2f} s", ""),
         ("wall / bound", f"{wall / bound.value:.3f}", "target <= 1.20"),
+        ("sandbox throughput", f"{bound.runs / wall:.2f} runs/s", f"load average {load[0]:.1f} before, {load[1]:.1f} after"),
+        ("this process's CPU", f"{cpu:.1f} s", "SDK, gateway, store, stage, Docker client"),
         ("mean instance time", f"{sum(r.seconds for r in runs) / len(runs):.2f} s", "from its slot to its pool closed"),
+        ("time with idle instance slots", f"{_idle_slot_time(runs, slots, wall):.2f} s", (
+            f"fewer than {slots} instances running (their sandbox slots idle); the last began at "
+            f"{max(r.began for r in runs):.1f} s"
+        )),
         ("containers", f"{started}", f"start {_mean(factory.starts):.2f} s, stop {_mean(factory.stops):.2f} s (mean)"),
         ("cache-read share of shared prefix", f"{cache.share:.3f}", "target >= 0.80; fan-out firsts + every later call"),
     ]
-    for kind, (shared, hit) in sorted(cache.by_phase.items()):
-        rows.append((f"  {kind} phase", f"{hit / shared if shared else 0:.3f}", f"{hit:,} of {shared:,} shared tokens read"))
+    for kind, (shared, hit, largest) in sorted(cache.by_phase.items()):
+        small = f"; its system prompt ({largest} tokens) is below the {args.min_cache_tokens}-token minimum" if largest < args.min_cache_tokens else ""
+        rows.append((f"  {kind} phase", f"{hit / shared if shared else 0:.3f}", f"{hit:,} of {shared:,} shared tokens read{small}"))
     total = cache.uncached + cache.written + cache.read or 1
     rows.append(("prompt tokens: input / write / read", f"{cache.uncached / total:.3f} / {cache.written / total:.3f} / {cache.read / total:.3f}", f"{total:,} prompt tokens"))
     for row in rows:
@@ -476,19 +386,21 @@ def main() -> None:
     from codemonkeys.sandbox.docker_backend import DockerSandboxFactory
 
     console = Console(width=160)
-    with server_process(args) as url, tempfile.TemporaryDirectory(prefix="cm-bench-gen-") as tmp:
+    with server_process(args, __file__) as url, tempfile.TemporaryDirectory(prefix="cm-bench-gen-") as tmp:
         config = bench_config(args, url)
         store = RunStore.open(Path(tmp))
         factory = TimedFactory(DockerSandboxFactory(config.sandbox))
         try:
+            load_before, cpu_before = os.getloadavg()[0], time.process_time()
             wall, runs = asyncio.run(run(args, config, store, factory))
+            load, cpu = (load_before, os.getloadavg()[0]), time.process_time() - cpu_before
             failures = {k: v for r in runs for k, v in r.failures.items()}
             for tid, reason in list(failures.items())[:10]:
                 console.print(f"[red]{tid}[/red]: {reason}")
             bound = critical_path(store, config, args.latency, args.instances, factory)
             cache = cache_share(store)
             context = sum(fake_wire.block_tokens(f.content) for f in context_files(args.context_tokens))
-            console.print(report(args, config, wall, runs, bound, cache, context, factory))
+            console.print(report(args, config, wall, runs, bound, cache, context, factory, load, cpu))
             console.print(f"candidates: {sum(r.candidates for r in runs)}, failed trajectories: {len(failures)}")
         finally:
             store.close()

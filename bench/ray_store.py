@@ -68,7 +68,7 @@ def main() -> None:
         direct.close()
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
         try:
-            state = ray.remote(RunState).options(num_cpus=0, max_concurrency=16).remote(config, Path(tmp) / "actor", [])
+            state: Any = ray.remote(RunState).options(num_cpus=0, max_concurrency=16).remote(config, Path(tmp) / "actor", [])
             results["RemoteStore, Ray task -> actor"] = ray.get(_in_worker.remote(state, args.calls))
             ray.get(state.close.remote())
         finally:

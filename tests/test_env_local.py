@@ -27,14 +27,21 @@ from codemonkeys.env.localbuild import (
     BuildLog,
     apt_install_packages,
     box_command,
-    relocate_venv,
+    clone_python,
+    copy_python,
+    relocate,
     run_logged,
     staging,
 )
 from codemonkeys.env.specs import EnvSpec
 from codemonkeys.env.validate import EVAL_OUTPUT, EVAL_SCRIPT, grade_instances, grade_patch
 from codemonkeys.errors import BuildError
-from codemonkeys.examples import example_instance, example_mirror, example_spec_overrides, prepare_example
+from codemonkeys.examples import (
+    example_instance,
+    example_mirror,
+    example_spec_overrides,
+    prepare_example,
+)
 from codemonkeys.pipeline.environments import (
     ImageEnvironments,
     LocalEnvironments,
@@ -98,7 +105,7 @@ def factory(tmp_path: Path) -> BubblewrapSandboxFactory:
 def test_built_once_then_a_cache_hit(builder: LocalEnvBuilder, built: BuiltImage) -> None:
     assert built.source == "built"
     root = Path(built.ref.root or "")
-    assert root.parent == builder.envs_dir and built.ref.python == str(root / "venv" / "bin" / "python")
+    assert root.parent == builder.envs_dir and built.ref.python == str(root / "python" / "bin" / "python")
     assert (root / MARKER).is_file() and os.stat(root).st_mode & 0o755 == 0o755
     meta = json.loads((root / "local-env.json").read_text())
     assert meta["instance_id"] == INSTANCE.instance_id and meta["python"].startswith("3.11")
@@ -117,13 +124,29 @@ def test_built_once_then_a_cache_hit(builder: LocalEnvBuilder, built: BuiltImage
 
 @pytest.mark.bwrap
 @pytest.mark.slow
-async def test_the_project_is_imported_from_the_sandbox_testbed(built: BuiltImage, factory: BubblewrapSandboxFactory) -> None:
+async def test_the_pipeline_provider_hands_out_the_built_environment(builder: LocalEnvBuilder, built: BuiltImage) -> None:
+    provider = LocalEnvironments(builder)
+    first, second = await asyncio.gather(provider.environment(INSTANCE), provider.environment(INSTANCE))
+    assert first == second == built.ref
+
+
+@pytest.mark.bwrap
+@pytest.mark.slow
+async def test_the_project_is_imported_from_the_sandbox_testbed(
+    builder: LocalEnvBuilder, built: BuiltImage, factory: BubblewrapSandboxFactory
+) -> None:
     async with factory.sandbox(built.ref) as sandbox:
         imported = await sandbox.exec(["python", "-c", "import humansize, sys; print(humansize.__file__); print(sys.prefix)"])
         assert imported.exit_code == 0, imported.output
         module, prefix = imported.output.split()
         assert module == "/testbed/src/humansize/__init__.py"
-        assert prefix == str(Path(built.ref.root or "") / "venv")
+        assert prefix == str(Path(built.ref.root or "") / "python")
+        # The environment's Python stands alone: the host's pyenv is not even visible.
+        pyenv = str(builder.pyenv_root())
+        assert (await sandbox.exec(["sh", "-c", f'test -e "{pyenv}" || echo absent'])).output.strip() == "absent"
+        # A symlinked interpreter keeps the packages (tox --current-env links it; a venv would be lost).
+        linked = await sandbox.exec(["sh", "-c", 'ln -s "$(command -v python)" /tmp/py && /tmp/py -c "import pytest, humansize"'])
+        assert linked.exit_code == 0, linked.output
         # The shared environment is read-only in sandboxes; the testbed copy is not.
         script = 'touch "$1/lib/x" 2>/dev/null && echo writable || echo read-only; touch /testbed/x && echo ok'
         touched = await sandbox.exec(["sh", "-c", script, "sh", prefix])
@@ -166,8 +189,14 @@ async def test_instances_of_one_version_share_the_dependency_layer(
     other = builder.ensure_instance(sibling)
     assert other.source == "built" and other.env_tag == built.env_tag and other.ref.root != built.ref.root
     assert (layer / MARKER).stat().st_mtime_ns == layer_stamp  # reused, not rebuilt
-    venv = Path(other.ref.root or "") / "venv"
-    assert (venv / "bin" / "pytest").read_text().startswith(f"#!{venv}/bin/python")
+    python = Path(other.ref.root or "") / "python"
+    assert (python / "bin" / "pytest").read_text().startswith(f"#!{python}/bin/python")
+    # The standard library is shared with the layer, the packages are the instance's own.
+    assert (python / "lib").stat().st_ino != (layer / "python" / "lib").stat().st_ino
+    stdlib = next(python.glob("lib/python3.*/os.py"))
+    assert stdlib.stat().st_ino == (layer / "python" / stdlib.relative_to(python)).stat().st_ino
+    installed = next(python.glob("lib/python3.*/site-packages/pytest/__init__.py"))
+    assert installed.stat().st_ino != (layer / "python" / installed.relative_to(python)).stat().st_ino
     async with factory.sandbox(other.ref) as sandbox:
         result = await sandbox.exec(["pytest", "-q", "tests/test_times.py"])
         assert result.exit_code == 0 and "passed" in result.output, result.output
@@ -222,10 +251,10 @@ def test_the_example_builds_and_resolves_as_a_docker_image(tmp_path_factory: pyt
 # --- pure helpers --------------------------------------------------------------------
 
 
-def test_installer_args_point_at_the_local_venv() -> None:
+def test_installer_args_point_at_the_local_python() -> None:
     args = "--python /opt/venv/bin/python --cutoff 2024-03-01 --ladder-years 1,2,3"
-    assert with_python(args, "/c/e/venv/bin/python") == [
-        "--python", "/c/e/venv/bin/python", "--cutoff", "2024-03-01", "--ladder-years", "1,2,3"
+    assert with_python(args, "/c/e/python/bin/python") == [
+        "--python", "/c/e/python/bin/python", "--cutoff", "2024-03-01", "--ladder-years", "1,2,3"
     ]
     assert with_python("", "/v/bin/python") == ["--python", "/v/bin/python"]
 
@@ -240,26 +269,62 @@ def test_apt_install_packages_reads_swebench_pre_install_commands() -> None:
     assert apt_install_packages("locale-gen en_US.UTF-8") == []
 
 
-def test_relocate_venv_rewrites_recorded_paths_only(tmp_path: Path) -> None:
-    old, new = "/cache/layers/abc/venv", "/cache/def/venv"
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    site = venv / "lib" / "python3.11" / "site-packages"
+def _fake_python(root: Path) -> Path:
+    """A pyenv-like prefix: an ELF 'binary', scripts, a stdlib module, host packages."""
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "python3.11").write_bytes(b"\x7fELF fake")
+    (root / "bin" / "python3").symlink_to("python3.11")
+    (root / "bin" / "pydoc3").write_text(f"#!{root}/bin/python3.11\nimport pydoc\n")
+    (root / "bin" / "flask").write_text(f"#!{root}/bin/python3.11\nimport flask\n")
+    lib = root / "lib" / "python3.11"
+    (lib / "site-packages" / "flask").mkdir(parents=True)
+    (lib / "site-packages" / "flask" / "__init__.py").write_text("")
+    (lib / "idlelib").mkdir()
+    (lib / "os.py").write_text("# os\n")
+    return root
+
+
+def test_python_copies_leave_host_packages_and_share_the_stdlib_with_clones(tmp_path: Path) -> None:
+    host = _fake_python(tmp_path / "pyenv" / "3.11.7")
+    layer = tmp_path / "layer" / "python"
+    copy_python(host, layer)
+    assert sorted(p.name for p in (layer / "bin").iterdir()) == ["pydoc3", "python3", "python3.11"]
+    assert list((layer / "lib" / "python3.11" / "site-packages").iterdir()) == []
+    assert not (layer / "lib" / "python3.11" / "idlelib").exists()
+    assert relocate(layer, str(host), str(layer)) == [layer / "bin" / "pydoc3"]
+    assert (layer / "bin" / "pydoc3").read_text().startswith(f"#!{layer}/bin/python3.11")
+    (layer / "lib" / "python3.11" / "site-packages" / "pkg.py").write_text("")
+    (tmp_path / "instance").mkdir()
+    with BuildLog(tmp_path / "clone.log", "a clone") as build_log:
+        clone_python(layer, tmp_path / "instance" / "python", build_log, time.monotonic() + 60)
+    clone = tmp_path / "instance" / "python"
+    assert (clone / "lib" / "python3.11" / "os.py").stat().st_ino == (layer / "lib" / "python3.11" / "os.py").stat().st_ino
+    for part in ("bin/python3.11", "lib/python3.11/site-packages/pkg.py"):
+        assert (clone / part).stat().st_ino != (layer / part).stat().st_ino, part
+    assert os.readlink(clone / "bin" / "python3") == "python3.11"
+
+
+def test_relocate_rewrites_recorded_paths_only(tmp_path: Path) -> None:
+    old, new = "/cache/layers/abc/python", "/cache/def/python"
+    prefix = tmp_path / "python"
+    (prefix / "bin").mkdir(parents=True)
+    site = prefix / "lib" / "python3.11" / "site-packages"
     site.mkdir(parents=True)
-    (venv / "pyvenv.cfg").write_text(f"home = /py/bin\ncommand = /py/bin/python3 -m venv {old}\n")
-    script = venv / "bin" / "pytest"
+    script = prefix / "bin" / "pytest"
     script.write_text(f"#!{old}/bin/python\nimport pytest\n")
     script.chmod(0o755)
-    (venv / "bin" / "native").write_bytes(f"\0ELF{old}".encode())
-    (venv / "bin" / "python").symlink_to("/py/bin/python3")
+    (prefix / "bin" / "native").write_bytes(f"\0ELF{old}".encode())
+    (prefix / "bin" / "python").symlink_to("python3.11")
     (site / "paths.pth").write_text(f"{old}/extra\n")
     (site / "other.py").write_text(f"X = '{old}'\n")
-    changed = relocate_venv(venv, old, new)
-    assert sorted(p.name for p in changed) == ["paths.pth", "pytest", "pyvenv.cfg"]
+    (prefix / "lib" / "python3.11" / "stdlib.py").write_text(f"X = '{old}'\n")
+    changed = relocate(prefix, old, new)
+    assert sorted(p.name for p in changed) == ["paths.pth", "pytest"]
     assert script.read_text().startswith(f"#!{new}/bin/python") and os.access(script, os.X_OK)
-    assert (venv / "bin" / "native").read_bytes() == f"\0ELF{old}".encode()
+    assert (prefix / "bin" / "native").read_bytes() == f"\0ELF{old}".encode()
     assert (site / "other.py").read_text() == f"X = '{old}'\n"
-    assert os.readlink(venv / "bin" / "python") == "/py/bin/python3"
+    assert (prefix / "lib" / "python3.11" / "stdlib.py").read_text() == f"X = '{old}'\n"
+    assert os.readlink(prefix / "bin" / "python") == "python3.11"
 
 
 def test_staging_renames_on_success_and_leaves_nothing_on_failure(tmp_path: Path) -> None:

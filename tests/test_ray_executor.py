@@ -17,7 +17,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -25,14 +25,20 @@ from codemonkeys.config import ProviderLimits, SandboxConfig, load_config
 from codemonkeys.edits import normalize_patch
 from codemonkeys.errors import BudgetExceeded
 from codemonkeys.llm.types import CallTag
-from codemonkeys.pipeline.remote import STORE_METHODS, RemoteBudget, RemoteStore, RunState, local_transport
+from codemonkeys.pipeline.remote import (
+    STORE_METHODS,
+    RemoteBudget,
+    RemoteStore,
+    RunState,
+    local_transport,
+)
 from codemonkeys.pipeline.remote_limits import RemoteLimiter, SharedLimiters, limiter_key
 from codemonkeys.sandbox.base import EnvironmentRef, SandboxFactory
 from codemonkeys.store import DB_NAME, RunStore
 from codemonkeys.store.records import CallRecord, TrajectoryRecord, TurnRecord
-from codemonkeys.swebench.instances import Instance
 from pipeline_support import GOLD, base_overrides, shapes, shapes_instance  # noqa: F401
 from sandbox_support import docker_client  # noqa: F401
+from codemonkeys.swebench.instances import Instance
 
 LIFECYCLE = {"open", "open_existing", "close", "transaction"}
 
@@ -202,11 +208,11 @@ class _DyingSandbox:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def __aenter__(self) -> _DyingSandbox:
+    async def __aenter__(self) -> Self:
         await self.inner.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.inner.__aexit__(*exc)
 
     async def exec(self, argv: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from codemonkeys.errors import RepoError
-from codemonkeys.swebench.repo import RepoSource, check_no_future, commit_date, materialize, read_file_at
+from codemonkeys.swebench.repo import (
+    RepoSource,
+    check_no_future,
+    commit_date,
+    lacking_files,
+    materialize,
+    read_file_at,
+)
 from codemonkeys.testing.fake_swebench import FUTURE_MARKER, make_fake_repo
 
 
@@ -110,6 +117,8 @@ def test_a_mirror_lacking_old_objects_gives_a_shallow_past(tmp_path: Path) -> No
     assert "v0.1.5" in git(dest, "tag").split()
     assert subprocess.run(["git", "cat-file", "-e", old_blob], cwd=dest, capture_output=True).returncode != 0
     check_no_future(dest, new_base)
+    assert lacking_files(source, new_base) == []
+    assert lacking_files(source, fake.base_commit) == ["calc/__init__.py"]
     # When the base commit itself needs the lost object, nothing can be done: say which file.
     with pytest.raises(RepoError, match=r"lacks 1 file\(s\) of commit .*calc/__init__.py"):
         materialize(source, fake.base_commit, tmp_path / "testbed2")

@@ -101,7 +101,7 @@ def _python_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     parts = Path(info.name).parts
     if any(part in _PYTHON_SKIP for part in parts):
         return None
-    # site-packages of the host interpreter stays behind: environments live in /opt/venv.
+    # site-packages of the host interpreter stays behind: environments install their own.
     if "site-packages" in parts and parts[-1] != "site-packages":
         return None
     return info

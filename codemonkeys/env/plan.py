@@ -20,6 +20,7 @@ from datetime import datetime
 from .specs import EnvSpec
 
 TESTBED = "/testbed"
+# The environment's interpreter in every image: /opt/venv links to the Python prefix packages go into.
 VENV_PYTHON = "/opt/venv/bin/python"
 BUILD_CONSTRAINTS = "/opt/codemonkeys/build-constraints.txt"
 # Heads of pre-install commands that change the system, not the repository: they go to the shared layer.

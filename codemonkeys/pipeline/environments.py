@@ -13,6 +13,7 @@ spec); the instance boundary records them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,7 +58,7 @@ class ThreadedEnvironments:
         if build is None:
             build = asyncio.ensure_future(self._build(instance))
             self._builds[iid] = build
-            build.add_done_callback(lambda done, iid=iid: self._finished(iid, done))
+            build.add_done_callback(functools.partial(self._finished, iid))
         # A cancelled asker must not cancel the build others wait for (its thread runs on anyway).
         return await asyncio.shield(build)
 

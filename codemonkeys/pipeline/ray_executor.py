@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -88,69 +89,64 @@ def _send_transport(actor: Any) -> Callable[..., None]:
 # --- on the worker ------------------------------------------------------------------
 
 
-def _instance_task(
-    config: Config,
-    instance: Instance,
-    secrets: Mapping[str, str],
-    state: Any,
-    limiters: Any,
-    instances_left: int,
-    environments: EnvironmentProvider | None,
-    sandboxes: SandboxMaker | None,
-    stop_after: str,
-) -> str:
+@dataclass(frozen=True)
+class _Job:
+    """What every task of a run gets (pickled to the workers): config, keys, the driver's actors, hooks."""
+
+    config: Config
+    secrets: Mapping[str, str]
+    state: Any  # ActorHandle[RunState]
+    limiters: Any  # ActorHandle[SharedLimiters]
+    environments: EnvironmentProvider | None
+    sandboxes: SandboxMaker | None
+    stop_after: str
+
+
+def _instance_task(job: _Job, instance: Instance, instances_left: int) -> str:
     """One instance on whichever node Ray picked; returns its final status."""
-    call = _sync_transport(state)
     iid = instance.instance_id
-    attempt = call("begin_attempt", iid)
-    ray.get(limiters.release_owner.remote(iid))
+    attempt = _sync_transport(job.state)("begin_attempt", iid)
+    ray.get(job.limiters.release_owner.remote(iid))
     if attempt > 1:
         log.warning("%s: attempt %d (an earlier worker was lost); resuming from the store", iid, attempt)
-    return asyncio.run(
-        _run_here(config, instance, secrets, state, limiters, instances_left, environments, sandboxes, stop_after)
-    )
+    return asyncio.run(_run_here(job, instance, instances_left))
 
 
-async def _run_here(
-    config: Config,
-    instance: Instance,
-    secrets: Mapping[str, str],
-    state: Any,
-    limiters: Any,
-    instances_left: int,
-    environments: EnvironmentProvider | None,
-    sandboxes: SandboxMaker | None,
-    stop_after: str,
-) -> str:
-    iid = instance.instance_id
-    call = _sync_transport(state)
+async def _run_here(job: _Job, instance: Instance, instances_left: int) -> str:
+    """This node's services around the remote store, budget and limiters, then the pipeline."""
+    config, iid = job.config, instance.instance_id
+    call = _sync_transport(job.state)
     store, budget = RemoteStore(call), RemoteBudget(call, iid)
     hub = ModelHub(
-        config, store, secrets, budget=budget,
+        config, store, job.secrets, budget=budget,
         extra_models=oracle_factory({iid: instance}, spec_registry(config)),
-        limiter_factory=remote_limiter_factory(config, _async_transport(limiters), _send_transport(limiters), iid),
+        limiter_factory=remote_limiter_factory(
+            config, _async_transport(job.limiters), _send_transport(job.limiters), iid
+        ),
     )
     try:
-        factory = sandboxes(config.sandbox) if sandboxes is not None else make_sandbox_factory(config.sandbox)
+        make = job.sandboxes or make_sandbox_factory
+        factory = make(config.sandbox)
         cleanup = getattr(factory, "cleanup_leaked", None)
         if cleanup is not None:  # sandboxes of a worker that died on this node
             removed = await asyncio.to_thread(cleanup)
             if removed:
                 log.warning("removed %d sandbox(es) left behind by a dead worker", len(removed))
+        environments = job.environments
         if environments is None:
             from .environments import environments_for
 
             environments = environments_for(factory, config)
 
         def events(event: PipelineEvent) -> None:
-            state.push_event.remote(event)
+            job.state.push_event.remote(event)
 
         services = Services(
             config=config, store=cast(RunStore, store), hub=hub, budget=cast(BudgetGuard, budget),
             repos=repo_source(config), environments=environments, sandboxes=factory,
             context=build_stage(config, hub, store), events=events,
         )
-        return await run_instance(services, instance, instances_left=instances_left, stop_after=stop_after)
+        return await run_instance(services, instance, instances_left=instances_left, stop_after=job.stop_after)
     finally:
         await hub.aclose()
 
@@ -158,14 +154,18 @@ async def _run_here(
 # --- on the driver ------------------------------------------------------------------
 
 
-def _connect(config: Config) -> bool:
-    """Join the configured cluster, or start a local Ray; True when this call started Ray."""
+def _check_address(config: Config) -> None:
     address = config.ray.address
     if address is not None and address.startswith("ray://"):
         raise ConfigError(
             f"ray.address={address!r}: Ray Client addresses are not supported, because the run store is "
             "written on the driver's node; run codemonkeys on a cluster node with ray.address=auto"
         )
+
+
+def _connect(config: Config) -> bool:
+    """Join the configured cluster, or start a local Ray; True when this call started Ray."""
+    address = config.ray.address
     if ray.is_initialized():
         return False
     if address is None:
@@ -194,23 +194,24 @@ def run_instances_ray(
     started one, else joins ``ray.address`` (or starts a local Ray and stops
     it again at the end).
     """
+    _check_address(config)
     if not instances:
         return {}
     secrets = resolve_secrets(config, environ, stages_needing_keys(config))
     started = _connect(config)
     try:
         pin = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-        state = ray.remote(RunState).options(
+        state: Any = ray.remote(RunState).options(
             num_cpus=0, max_concurrency=_STATE_THREADS, scheduling_strategy=pin
         ).remote(config, Path(run_dir).expanduser().resolve(), list(instances))
-        limiters = ray.remote(SharedLimiters).options(num_cpus=0, scheduling_strategy=pin).remote()
+        limiters: Any = ray.remote(SharedLimiters).options(num_cpus=0, scheduling_strategy=pin).remote()
         try:
             try:
                 ray.get(state.remaining.remote())
             except RayError as exc:
                 raise InfraError(f"the run state could not be opened on the driver's node: {exc}") from exc
-            hooks = (environments, sandboxes, stop_after)
-            return _drive(config, instances, secrets, state, limiters, events, hooks, poll_s)
+            job = _Job(config, dict(secrets), state, limiters, environments, sandboxes, stop_after)
+            return _drive(job, instances, events, poll_s)
         finally:
             try:
                 ray.get(state.close.remote())
@@ -224,20 +225,14 @@ def run_instances_ray(
 
 
 def _drive(
-    config: Config,
-    instances: Sequence[Instance],
-    secrets: Mapping[str, str],
-    state: Any,
-    limiters: Any,
-    events: Callable[[PipelineEvent], None],
-    hooks: tuple[EnvironmentProvider | None, SandboxMaker | None, str],
-    poll_s: float,
+    job: _Job, instances: Sequence[Instance], events: Callable[[PipelineEvent], None], poll_s: float
 ) -> dict[str, str]:
+    config = job.config
     task = ray.remote(_instance_task).options(
         max_retries=config.ray.max_retries, retry_exceptions=False,
         num_cpus=config.ray.cpus_per_instance, scheduling_strategy="SPREAD",
     )
-    config_ref = ray.put(config)
+    job_ref = ray.put(job)
     queue = deque(instances)
     pending: dict[Any, Instance] = {}
     statuses: dict[str, str] = {}
@@ -246,22 +241,22 @@ def _drive(
             while queue and len(pending) < config.max_concurrent_instances:
                 left = len(queue)  # as in the local executor: instances not started yet, this one included
                 instance = queue.popleft()
-                ref = task.remote(config_ref, instance, dict(secrets), state, limiters, left, *hooks)
+                ref = task.remote(job_ref, instance, left)
                 pending[ref] = instance
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
             for ref in ready:
                 instance = pending.pop(ref)
-                statuses[instance.instance_id] = _outcome(config, ref, instance, state, limiters)
-            _forward_events(state, events)
+                statuses[instance.instance_id] = _outcome(job, ref, instance)
+            _forward_events(job.state, events)
     except BaseException:
         _cancel(pending)
         raise
     finally:
-        _forward_events(state, events)
+        _forward_events(job.state, events)
     return {instance.instance_id: statuses[instance.instance_id] for instance in instances}
 
 
-def _outcome(config: Config, ref: Any, instance: Instance, state: Any, limiters: Any) -> str:
+def _outcome(job: _Job, ref: Any, instance: Instance) -> str:
     """The task's status; a task that never returned one is recorded as the instance's failure."""
     iid = instance.instance_id
     try:
@@ -271,13 +266,13 @@ def _outcome(config: Config, ref: Any, instance: Instance, state: Any, limiters:
         kind, message = str(failure_kind(cause)), f"{type(cause).__name__}: {cause}"
     except RayError as exc:  # every attempt lost (worker or node died)
         kind = str(FailureKind.INFRA)
-        message = f"lost {config.ray.max_retries + 1} time(s): {type(exc).__name__}: {exc}"
+        message = f"lost {job.config.ray.max_retries + 1} time(s): {type(exc).__name__}: {exc}"
     else:
-        ray.get(limiters.release_owner.remote(iid))
+        ray.get(job.limiters.release_owner.remote(iid))
         return status
     log.error("%s failed on the cluster (%s): %s", iid, kind, message)
-    ray.get(state.record_failure.remote(iid, kind, message))
-    ray.get(limiters.release_owner.remote(iid))
+    ray.get(job.state.record_failure.remote(iid, kind, message))
+    ray.get(job.limiters.release_owner.remote(iid))
     return "failed"
 
 

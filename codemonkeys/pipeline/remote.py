@@ -27,7 +27,14 @@ from ..budget import BudgetGuard
 from ..config import Config
 from ..llm.types import CallTag
 from ..store import RunStore
-from ..store.records import CallRecord, ContextDecision, LedgerRow, TestExecution, TrajectoryRecord, TurnRecord
+from ..store.records import (
+    CallRecord,
+    ContextDecision,
+    LedgerRow,
+    TestExecution,
+    TrajectoryRecord,
+    TurnRecord,
+)
 from ..swebench.instances import Instance
 from .build import record_run_config
 from .instance import PipelineEvent

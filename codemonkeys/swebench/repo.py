@@ -144,6 +144,20 @@ def _paths_missing_in_tree(source: Path, commit: str, missing: set[str]) -> list
     return [line.split("\t", 1)[1] for line in tree.splitlines() if line.split()[2] in missing]
 
 
+def lacking_files(source: Path, commit: str) -> list[str]:
+    """Files of ``commit``'s tree whose contents the source lacks (nothing can build such a commit)."""
+    entries = [line for line in _git(source).ls_tree("-r", "--full-tree", commit).splitlines() if line.split()[1] == "blob"]
+    if not entries:
+        return []
+    with tempfile.TemporaryFile("w+") as batch:
+        batch.write("\n".join(line.split()[2] for line in entries) + "\n")
+        batch.flush()
+        batch.seek(0)
+        checked = _git(source).execute(["git", "cat-file", "--batch-check"], istream=batch)
+    missing = {line.split()[0] for line in checked.splitlines() if line.endswith(" missing")}
+    return [line.split("\t", 1)[1] for line in entries if line.split()[2] in missing]
+
+
 def _history_boundary(source: Path, commit: str, missing: set[str]) -> int:
     """A commit time after which no commit of ``commit``'s past holds a missing object.
 
