@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import Config, load_config
+from ..examples import resolve_dataset
 
-DATASET_HELP = "Hub dataset (princeton-nlp/SWE-bench_Verified, or verified/lite) or a local .jsonl/.json/.parquet file."
+DATASET_HELP = "Hub dataset (princeton-nlp/SWE-bench_Verified, or verified/lite), a local .jsonl/.json/.parquet file, or 'example'."
 
 
 def _config(config: str | None, overrides: list[str] | None, mirror_dir: Path | None) -> Config:
@@ -99,7 +100,8 @@ def register(app: typer.Typer) -> None:
         from ..errors import BuildError
 
         console = Console()
-        cfg = _config(config, overrides, mirror_dir)
+        dataset, extra = resolve_dataset(dataset)
+        cfg = _config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = _instances(dataset, split, instance_ids)
         builder = ImageBuilder(cfg.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
         failed = 0
@@ -130,7 +132,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Apply each instance's gold patch and grade it. Exit 0 even when some are unresolved."""
         console = Console()
-        cfg = _config(config, overrides, mirror_dir)
+        dataset, extra = resolve_dataset(dataset)
+        cfg = _config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = _instances(dataset, split, instance_ids)
         report = _grade(cfg, instances, {i.instance_id: i.patch for i in instances}, output.resolve(), force, console)
         ids = [i.instance_id for i in instances]
@@ -168,7 +171,8 @@ def register(app: typer.Typer) -> None:
         patches = load_predictions(predictions)
         if not patches:
             raise DataError(f"{predictions} has no predictions")
-        cfg = _config(config, overrides, mirror_dir)
+        dataset, extra = resolve_dataset(dataset)
+        cfg = _config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = load_instances(dataset, split=split, instance_ids=list(patches))
         target = (output or predictions.with_name(predictions.stem + ".report.json")).resolve()
         report = _grade(cfg, instances, patches, target, force, console)

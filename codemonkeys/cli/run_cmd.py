@@ -13,22 +13,18 @@ from rich.table import Table
 
 from ..config import Config, load_config
 from ..errors import UserError
+from ..examples import resolve_dataset
 from ..store import RunStore
 from ..swebench.instances import Instance, load_instances, split_ids
-
-EXAMPLE = "example"
 
 
 def _prepare(
     config_name: str, overrides: list[str], dataset: str | None, ids: list[str], mirror_dir: Path | None, run_dir: Path
 ) -> tuple[Config, list[Instance]]:
     """The config and instances of a run; ``--dataset example`` is the bundled instance."""
-    if dataset == EXAMPLE:
-        from ..examples import prepare_example
-
-        setup = prepare_example(run_dir)
-        overrides = [*setup.overrides, *overrides]
-        dataset = str(setup.dataset)
+    if dataset is not None:
+        dataset, extra = resolve_dataset(dataset, run_dir)
+        overrides = [*extra, *overrides]
     if mirror_dir is not None:
         overrides = [f"environment.mirror_dir={mirror_dir}", *overrides]
     config = load_config(Path(config_name) if Path(config_name).exists() else config_name, overrides)

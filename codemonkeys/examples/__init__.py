@@ -95,3 +95,18 @@ def prepare_example(run_dir: Path, name: str = DEFAULT_EXAMPLE) -> ExampleSetup:
         f"environment.spec_overrides={json.dumps(example_spec_overrides(name))}",
     ]
     return ExampleSetup(dataset=dataset, mirror_dir=mirrors, overrides=overrides)
+
+
+EXAMPLE_DATASET = "example"
+
+
+def resolve_dataset(dataset: str, workdir: Path | None = None) -> tuple[str, list[str]]:
+    """``--dataset example`` means the bundled instance: its dataset file and the config overrides it needs.
+
+    Any other value is returned as is, with no overrides. ``workdir`` holds the
+    example's files (default: the user cache), so every command can take it.
+    """
+    if dataset != EXAMPLE_DATASET:
+        return dataset, []
+    setup = prepare_example(workdir or Path.home() / ".cache" / "codemonkeys")
+    return str(setup.dataset), list(setup.overrides)

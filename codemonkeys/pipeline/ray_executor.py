@@ -168,8 +168,8 @@ def _connect(config: Config) -> bool:
     address = config.ray.address
     if ray.is_initialized():
         return False
-    if address is None:
-        ray.init(include_dashboard=False, ignore_reinit_error=True)
+    if address is None:  # "local": a new instance even when `ray start` left one running here
+        ray.init(address="local", include_dashboard=False, ignore_reinit_error=True)
     else:
         ray.init(address=address, ignore_reinit_error=True)
     return True
