@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from ..boundary import guarded, reopened
 from ..edits import normalize_patch, patch_hash
-from ..errors import FailureKind, failure_kind
 from .state import TrajectoryState, load, save
 from .trajectory import TrajectoryDeps, draft_diff, run_editing, run_testing
 
@@ -69,34 +69,15 @@ class CandidateSink(Protocol):
     ) -> None: ...
 
 
-_RETRIED = {str(FailureKind.INFRA), str(FailureKind.BUDGET)}
-
-
 def _resume(saved: TrajectoryState | None, fresh: TrajectoryState) -> TrajectoryState:
     """The state to continue from: a new one, the saved one, or the saved one reopened after an infra failure."""
-    if saved is None:
-        return fresh
-    if saved.status == "failed" and saved.failure_kind in _RETRIED:
-        return saved.model_copy(update={"status": "running", "failure_kind": None, "failure": None})
-    return saved
+    return fresh if saved is None else reopened(saved)
 
 
 async def _guarded(deps: TrajectoryDeps, state: TrajectoryState, phase) -> TrajectoryState:  # type: ignore[no-untyped-def]
-    """Run one phase; any failure is recorded on the trajectory, never raised."""
-    if state.finished:
-        return state
+    """Run one phase at the trajectory boundary; trajectory 0 always releases the warm-up gate."""
     try:
-        return await phase(deps, state)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the trajectory boundary
-        kind = failure_kind(exc)
-        log.warning("%s failed (%s): %s", state.trajectory_id, kind, exc)
-        state.status = "failed"
-        state.failure_kind = str(kind)
-        state.failure = f"{type(exc).__name__}: {exc}"[:2000]
-        save(deps.store, state, {"action": "failed", "kind": str(kind)})
-        return state
+        return await guarded(lambda s: phase(deps, s), state, lambda s, event: save(deps.store, s, event))
     finally:
         if deps.warm is not None and state.index == 0:
             deps.warm.set()  # never leave the others waiting for a failed warm-up

@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..boundary import guarded, reopened
 from ..config import ModelSettings, SelectionConfig
 from ..edits import files_touched, normalize_patch
-from ..errors import DataError, FailureKind, failure_kind
+from ..errors import DataError
 from ..execution.runner import ORIGINAL, test_hash
 from ..generation.state import TrajectoryStore
 from ..generation.trajectory import SourceFiles, TestRunnerLike
@@ -57,7 +58,6 @@ from .voting import (
 log = logging.getLogger(__name__)
 
 STAGE = "selection"
-_RETRIED = {str(FailureKind.INFRA), str(FailureKind.BUDGET)}
 
 
 class SelectionStore(TrajectoryStore, Protocol):
@@ -206,30 +206,10 @@ async def _system(
     )
 
 
-def _resume(saved: SelectionState) -> SelectionState:
-    """A saved trajectory reopened when it failed for infrastructure reasons (retried by reruns)."""
-    if saved.status == "failed" and saved.failure_kind in _RETRIED:
-        return saved.model_copy(update={"status": "running", "failure_kind": None, "failure": None})
-    return saved
-
-
 async def _trajectory(deps: SelectionDeps, state: SelectionState) -> SelectionState:
-    """Run the trajectory; any failure is recorded on it, never raised."""
-    if state.finished:
-        return state
+    """Run the trajectory at the trajectory boundary: failures recorded on it, never raised."""
     tdeps = SelectionTrajectoryDeps(deps.chat, deps.store, deps.runner, deps.prompt, deps.model, deps.config)
-    try:
-        return await run_selection(tdeps, state)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the trajectory boundary
-        kind = failure_kind(exc)
-        log.warning("%s failed (%s): %s", state.trajectory_id, kind, exc)
-        state.status = "failed"
-        state.failure_kind = str(kind)
-        state.failure = f"{type(exc).__name__}: {exc}"[:2000]
-        save(deps.store, state, {"action": "failed", "kind": str(kind)})
-        return state
+    return await guarded(lambda s: run_selection(tdeps, s), state, lambda s, event: save(deps.store, s, event))
 
 
 async def select_instance(deps: SelectionDeps, inputs: SelectionInputs) -> SelectionOutcome:
@@ -269,7 +249,7 @@ async def _vote_and_choose(
             instance_id=inputs.instance_id, key=key, system=await _system(deps, inputs, top, matrix, shown),
             candidates=[r.key for r in top], patches=[r.group.patch for r in top],
         )
-    state = await _trajectory(deps, _resume(saved))
+    state = await _trajectory(deps, reopened(saved))
     outcome.trajectory_id = state.trajectory_id
     if state.status == "done" and state.choice is not None:
         outcome.method, outcome.group = "selection_trajectory", top[state.choice - 1].group
