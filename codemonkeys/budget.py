@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .config import BudgetConfig
 from .errors import BudgetExceeded
@@ -20,6 +22,10 @@ from .llm.types import CallTag
 from .store.records import LedgerRow
 
 log = logging.getLogger(__name__)
+
+
+class Ledger(Protocol):
+    def ledger(self, group_by: Sequence[str] = ..., **where: str | None) -> list[LedgerRow]: ...
 
 
 @dataclass
@@ -36,24 +42,36 @@ class BudgetGuard:
     spent_total: float = 0.0
     spent_by_instance: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     spent_by_stage: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    spent_by_trajectory: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     _reserved_total: float = 0.0
     _reserved_by_instance: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     _reserved_by_stage: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _reserved_by_trajectory: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _unpriced_warned: bool = False
 
     @classmethod
     def from_ledger(cls, config: BudgetConfig, rows: list[LedgerRow]) -> BudgetGuard:
-        """Start from what earlier attempts of the run already spent (rows grouped by instance_id, stage)."""
+        """Start from what earlier attempts of the run already spent.
+
+        ``rows`` are grouped by (instance_id, stage, trajectory): see :meth:`for_run`.
+        """
         guard = cls(config)
         for row in rows:
-            instance_id, stage = row.group
+            instance_id, stage, trajectory = row.group
             guard.spent_total += row.cost_usd
             if instance_id is not None:
                 guard.spent_by_instance[instance_id] += row.cost_usd
             if stage is not None:
                 guard.spent_by_stage[stage] += row.cost_usd
+            if trajectory is not None:
+                guard.spent_by_trajectory[trajectory] += row.cost_usd
         return guard
+
+    @classmethod
+    def for_run(cls, config: BudgetConfig, ledger: Ledger) -> BudgetGuard:
+        """The guard of a run, starting from everything its ledger already holds."""
+        return cls.from_ledger(config, ledger.ledger(group_by=("instance_id", "stage", "trajectory")))
 
     def stage_limit(self, stage: str) -> float | None:
         share = self.config.stage_shares.get(stage)
@@ -85,6 +103,14 @@ class BudgetGuard:
                     self._reserved_by_instance[tag.instance_id],
                     worst_case_usd,
                 )
+            if tag.trajectory is not None:
+                self._check(
+                    f"trajectory {tag.trajectory}",
+                    self.config.per_trajectory_usd,
+                    self.spent_by_trajectory[tag.trajectory],
+                    self._reserved_by_trajectory[tag.trajectory],
+                    worst_case_usd,
+                )
             self._check(
                 f"stage {tag.stage}",
                 self.stage_limit(tag.stage),
@@ -96,6 +122,8 @@ class BudgetGuard:
             self._reserved_by_stage[tag.stage] += worst_case_usd
             if tag.instance_id is not None:
                 self._reserved_by_instance[tag.instance_id] += worst_case_usd
+            if tag.trajectory is not None:
+                self._reserved_by_trajectory[tag.trajectory] += worst_case_usd
         return _Reservation(tag, worst_case_usd)
 
     def settle(self, reservation: object, actual_usd: float | None) -> None:
@@ -111,6 +139,9 @@ class BudgetGuard:
             if tag.instance_id is not None:
                 self._reserved_by_instance[tag.instance_id] -= amount
                 self.spent_by_instance[tag.instance_id] += actual
+            if tag.trajectory is not None:
+                self._reserved_by_trajectory[tag.trajectory] -= amount
+                self.spent_by_trajectory[tag.trajectory] += actual
 
     def remaining(self, instance_id: str | None = None) -> float | None:
         """What is left to spend overall (and for ``instance_id``), ``None`` when unlimited."""

@@ -126,7 +126,6 @@ class GenerationConfig(Section):
     test_timeout_s: float = Field(100.0, gt=0)
     output_limit_chars: int = Field(10_000, gt=100)
     warm_cache_first: bool = True
-    per_trajectory_usd: float | None = Field(None, gt=0)
 
 
 class SelectionConfig(Section):
@@ -201,6 +200,7 @@ class BudgetConfig(Section):
 
     total_usd: float | None = Field(None, gt=0)
     per_instance_usd: float | None = Field(None, gt=0)
+    per_trajectory_usd: float | None = Field(None, gt=0)
     stage_shares: dict[str, float] = {}
     # Expected dollars of one testing+editing trajectory, for planning before the run has
     # measured its own (then the mean of finished trajectories is used); None: a token model.

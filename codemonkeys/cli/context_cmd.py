@@ -235,7 +235,7 @@ def _run(
 
     stages = ("relevance", "ranking")
     secrets = resolve_secrets(cfg, os.environ, stages)
-    budget = BudgetGuard.from_ledger(cfg.budget, store.ledger(group_by=("instance_id", "stage")))
+    budget = BudgetGuard.for_run(cfg.budget, store)
     hub = ModelHub(cfg, store, secrets, budget=budget)
     tally = _Tally(hub.prices)
     console = Console(stderr=True)

@@ -293,7 +293,7 @@ async def _select(cfg: Config, store: RunStore, instances: list[Instance], conso
     stages = ("selection", "testing") if prepare_factory is not None else ("selection",)
     hub = ModelHub(
         cfg, store, resolve_secrets(cfg, os.environ, stages),
-        budget=BudgetGuard.from_ledger(cfg.budget, store.ledger(group_by=("instance_id", "stage"))),
+        budget=BudgetGuard.for_run(cfg.budget, store),
     )
     try:
         prepare = prepare_factory(hub) if prepare_factory is not None else None

@@ -73,7 +73,7 @@ def open_services(
         record_run_config(store, config)
         for instance in instances:
             store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
-        budget = BudgetGuard.from_ledger(config.budget, store.ledger(group_by=("instance_id", "stage")))
+        budget = BudgetGuard.for_run(config.budget, store)
         registry = spec_registry(config)
         hub = ModelHub(
             config, store, secrets, budget=budget,

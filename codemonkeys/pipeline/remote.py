@@ -61,7 +61,7 @@ class RunState:
         record_run_config(self.store, config)
         for instance in instances:
             self.store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
-        self.budget = BudgetGuard.from_ledger(config.budget, self.store.ledger(group_by=("instance_id", "stage")))
+        self.budget = BudgetGuard.for_run(config.budget, self.store)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._reservations: dict[int, tuple[str, object]] = {}
