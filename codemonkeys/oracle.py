@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 from unidiff import PatchSet
@@ -166,9 +167,27 @@ class OracleModel:
 
     def _choose(self, request: ChatRequest) -> int:
         text = "\n".join([request.system or "", *(message.content for message in request.messages)])
-        gold = normalize_patch(self._gold)
+        gold = change_signature(self._gold)
         candidates: Sequence[tuple[str, str]] = _CANDIDATE.findall(text)
         for number, diff in candidates:
-            if normalize_patch(diff) == gold:
+            if change_signature(diff) == gold:
                 return int(number)
         return 1
+
+
+def change_signature(patch: str) -> dict[str, Counter[tuple[str, str]]]:
+    """What a patch changes, per file: the removed and added non-blank lines, wherever the hunks fall.
+
+    Two diffs of the same edit can place their hunks differently (a blank line
+    counted before or after an insertion); their signatures are equal.
+    """
+    signature: dict[str, Counter[tuple[str, str]]] = {}
+    for patched in PatchSet(normalize_patch(patch)):
+        lines = Counter(
+            ("+" if line.is_added else "-", line.value.strip())
+            for hunk in patched for line in hunk
+            if (line.is_added or line.is_removed) and line.value.strip()
+        )
+        if lines:
+            signature[patched.path] = lines
+    return signature

@@ -105,3 +105,18 @@ def test_reproduction_script_reports_the_instance_tests(tmp_path: Path, fixed: b
     assert result.returncode == (0 if fixed else 2), result.stdout + result.stderr
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
     assert "tests/test_sizes.py" not in status  # the test patch was reverted
+
+
+def test_selection_recognizes_the_gold_edit_under_another_hunk_layout() -> None:
+    """The same edit, diffed with the inserted blank line on the other side, is still the gold one."""
+    old = "def a():\n    return 1\n\n\ndef c():\n    return 3\n"
+    gold = "def a():\n    return 1\n\n\ndef b():\n    return 2\n\n\ndef c():\n    return 3\n"
+    layout_one = make_diff({"m.py": old}, {"m.py": gold})
+    layout_two = (
+        "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1,5 +1,9 @@\n def a():\n     return 1\n \n+\n"
+        "+def b():\n+    return 2\n+\n \n def c():\n"
+    )
+    assert normalize_patch(layout_one) != normalize_patch(layout_two)
+    oracle = OracleModel(parse_model_string("oracle"), "selection", instance_id="x-1", gold_patch=layout_one, test_script="")
+    prompt = f'<candidate number="1">\n```diff\n{MULTI}```\n</candidate>\n<candidate number="2">\n```diff\n{layout_two}```\n</candidate>\n'
+    assert "<choice>2</choice>" in _ask(oracle, prompt)
