@@ -28,7 +28,7 @@ from rich.table import Table
 
 from codemonkeys.config import load_config
 from codemonkeys.env.images import ImageBuilder
-from codemonkeys.env.validate import grade_instances
+from codemonkeys.env.validate import cpu_factories, grade_instances
 from codemonkeys.sandbox.factory import make_sandbox_factory
 from codemonkeys.swebench.instances import Instance, load_instances
 from codemonkeys.swebench.repo import RepoSource, lacking_files
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         grade_instances(
             instances, {i.instance_id: i.patch for i in instances}, images=builder, factory=factory,
             registry=builder.registry, timeout_s=config.environment.test_timeout_s, output=args.output,
-            force=args.force, on_result=on_result,
+            force=args.force, on_result=on_result, factory_for_cpus=cpu_factories(config.sandbox),
         )
     )
     table = Table(title=f"env validate: gold patches of {len(instances)} instances")

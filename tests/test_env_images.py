@@ -133,6 +133,27 @@ async def test_gold_patch_resolves_and_bad_patches_do_not(built, builder: ImageB
     assert json.loads((tmp_path / "gold.json").read_text())[instance.instance_id]["status"] == "resolved"
 
 
+async def test_specs_asking_for_cpus_get_them(built, docker_factory, instance: Instance, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from codemonkeys.env.specs import SpecRegistry
+
+    class Ready:
+        def ensure_instance(self, _instance: Instance):  # type: ignore[no-untyped-def]
+            return built
+
+    asked: list[float] = []
+
+    def factory_for(cpus: float):  # type: ignore[no-untyped-def]
+        asked.append(cpus)
+        return docker_factory
+
+    registry = SpecRegistry([{REPO: {VERSION: {**spec_fields(_python()), "nano_cpus": 2_000_000_000}}}])
+    report = await grade_instances(
+        [instance], {instance.instance_id: instance.patch}, images=Ready(), factory=docker_factory,
+        registry=registry, timeout_s=300, factory_for_cpus=factory_for,
+    )
+    assert asked == [2.0] and report[instance.instance_id]["status"] == "resolved"
+
+
 async def test_build_failures_are_errors_and_resume_skips_finished(builder: ImageBuilder, docker_factory, instance: Instance, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     class Broken:
         def ensure_instance(self, _instance: Instance):  # type: ignore[no-untyped-def]
@@ -154,6 +175,16 @@ async def test_build_failures_are_errors_and_resume_skips_finished(builder: Imag
         registry=builder.registry, timeout_s=60, output=output,
     )
     assert again[instance.instance_id]["status"] == "resolved"
+    # --force regrades the listed instances and keeps the report's other entries.
+    saved = load_report(output)
+    saved["other__repo-1"] = {"status": "unresolved"}
+    output.write_text(json.dumps(saved))
+    forced = await grade_instances(
+        [instance], {instance.instance_id: instance.patch}, images=Broken(), factory=docker_factory,
+        registry=builder.registry, timeout_s=60, output=output, force=True,
+    )
+    assert forced[instance.instance_id]["status"] == "error"
+    assert load_report(output)["other__repo-1"] == {"status": "unresolved"}
 
 
 def test_a_failing_install_is_a_build_error_naming_the_log(docker_client, fake, instance: Instance, env_config: EnvironmentConfig) -> None:  # type: ignore[no-untyped-def]

@@ -155,6 +155,9 @@ def test_env_plans_share_keys_exactly_when_inputs_match() -> None:
     assert first.tag.startswith("cm/env.django__django-3.0:")
     assert first.installer_args == "--python /opt/venv/bin/python --cutoff 2020-05-01 --ladder-years 1,2"
     assert first.env_vars["PIP_CONFIG_SETTINGS"] == "editable_mode=compat"
+    # Packages as of the commit, but never older than the spec's Python (3.6: 2016-12-23).
+    old = _plan(spec, ["pytz"], cutoff=datetime(2013, 3, 1, tzinfo=UTC))
+    assert old.cutoff == "2016-12-23" and "--cutoff 2016-12-23" in old.installer_args
     assert _plan(spec, ["pytz", "sqlparse"]).key != first.key
     assert _plan(spec, ["pytz"], cutoff=None).key != first.key
     one = plan_instance(instance_id="django__django-1", base_commit="a" * 40, spec=spec, env=first, recipe_digest="d", image_prefix="cm")

@@ -60,7 +60,7 @@ def _grade(
     config: Config, instances: list[Any], patches: dict[str, str | None], output: Path | None, force: bool, console: Console
 ) -> dict[str, dict[str, Any]]:
     from ..env.images import ImageBuilder
-    from ..env.validate import grade_instances
+    from ..env.validate import cpu_factories, grade_instances
     from ..sandbox.factory import make_sandbox_factory
 
     builder = ImageBuilder(config.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
@@ -73,6 +73,7 @@ def _grade(
         grade_instances(
             instances, patches, images=builder, factory=factory, registry=builder.registry,
             timeout_s=config.environment.test_timeout_s, output=output, force=force, on_result=on_result,
+            factory_for_cpus=cpu_factories(config.sandbox),
         )
     )
 

@@ -169,7 +169,8 @@ def report_from_output(instance: Instance, spec: EnvSpec, output: str, *, test_s
     )
     if not status_map:
         cause = "no test results in the output (" + cause + ")"
-    network = needs_network(output)
+    start, end = _markers()
+    network = needs_network(output.split(start, 1)[1].split(end, 1)[0])  # the tests' own output, not the install's
     if network:
         cause += "; the output shows network errors (tests need the internet?)"
     return GradeReport(instance.instance_id, "unresolved", cause, tests=tests, test_s=test_s, needs_network=network)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,6 +24,13 @@ TESTBED = "/testbed"
 VENV_PYTHON = "/opt/venv/bin/python"
 BUILD_CONSTRAINTS = "/opt/codemonkeys/build-constraints.txt"
 # Heads of pre-install commands that change the system, not the repository: they go to the shared layer.
+# When each CPython minor version came out. Packages older than the interpreter often do not run
+# on it (2013's setuptools on 3.9) or lack what the spec's test command needs (pytest < 3 has no
+# `pytest` script), so the cut-off date is never earlier than the release of the spec's Python.
+PYTHON_RELEASES = {
+    "2.7": "2010-07-03", "3.5": "2015-09-13", "3.6": "2016-12-23", "3.7": "2018-06-27", "3.8": "2019-10-14",
+    "3.9": "2020-10-05", "3.10": "2021-10-04", "3.11": "2022-10-24", "3.12": "2023-10-02", "3.13": "2024-10-07",
+}
 _SYSTEM_COMMANDS = re.compile(r"^\s*(sudo\s+)?(DEBIAN_FRONTEND=\S+\s+)?(apt-get|apt|dpkg|locale-gen|update-locale)\b")
 _SYSTEM_WRITES = re.compile(r"^\s*(echo|printf)\s.*>\s*/etc/")
 
@@ -185,6 +192,9 @@ def plan_environment(
         **spec.env_vars,
     }
     cutoff_text = cutoff.strftime("%Y-%m-%d") if cutoff else None
+    released = PYTHON_RELEASES.get(".".join(python.split(".")[:2]))
+    if cutoff_text and released:
+        cutoff_text = max(cutoff_text, released)
     args = installer_args(cutoff_text, ladder)
     # pip new enough for PEP 660 editable installs (an old pip with a new setuptools in its
     # isolated build breaks them); setuptools and wheel as of the date, for non-isolated builds.

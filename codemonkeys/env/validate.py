@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..config import SandboxConfig
 from ..errors import CodeMonkeysError, EditApplyError, failure_kind
 from ..sandbox.base import EnvironmentRef, SandboxFactory
 from ..swebench.instances import Instance
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 EVAL_SCRIPT = "/tmp/codemonkeys_eval.sh"
 EVAL_OUTPUT = "/tmp/codemonkeys_eval_output.txt"
 FINAL = ("resolved", "unresolved")
+
+
+FactoryForCpus = Callable[[float], SandboxFactory]
 
 
 class ImageSource(Protocol):
@@ -77,6 +81,21 @@ async def grade_patch(
     return report_from_output(instance, spec, output, test_s=elapsed)
 
 
+def cpu_factories(config: SandboxConfig) -> FactoryForCpus:
+    """Sandbox factories with at least ``cpus`` CPUs, each made once (for ``grade_instances``)."""
+    made: dict[float, SandboxFactory] = {}
+
+    def factory_for(cpus: float) -> SandboxFactory:
+        cpus = max(cpus, config.cpus)
+        if cpus not in made:
+            from ..sandbox.factory import make_sandbox_factory
+
+            made[cpus] = make_sandbox_factory(config.model_copy(update={"cpus": cpus}))
+        return made[cpus]
+
+    return factory_for
+
+
 def load_report(path: Path) -> dict[str, dict[str, Any]]:
     """A previous report to resume from (empty when there is none)."""
     if not path.is_file():
@@ -107,20 +126,26 @@ async def grade_instances(
     output: Path | None = None,
     force: bool = False,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    factory_for_cpus: FactoryForCpus | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Grade ``patches[instance_id]`` for each instance, one at a time (builds share 2 cores).
 
-    Any failure of one instance is caught here, at the instance boundary, and
-    recorded as an ``error`` with its kind; the others go on.
+    A spec that asks for CPUs (``nano_cpus``: pylint's tests skip themselves
+    with fewer than 2) is graded in a sandbox from ``factory_for_cpus``, as
+    the official harness gives its container those CPUs. Any failure of one
+    instance is caught here, at the instance boundary, and recorded as an
+    ``error`` with its kind; the others go on.
     """
-    report: dict[str, dict[str, Any]] = {} if output is None or force else load_report(output)
+    report: dict[str, dict[str, Any]] = {} if output is None else load_report(output)
     for instance in instances:
         previous = report.get(instance.instance_id)
-        if previous and previous.get("status") in FINAL:
+        if previous and previous.get("status") in FINAL and not force:
             log.info("%s already graded (%s); skipping", instance.instance_id, previous["status"])
             continue
         log_path = output.with_name(output.name + ".logs") / f"{instance.instance_id}.eval.log" if output else None
-        entry = await _grade_one(instance, patches.get(instance.instance_id), images, factory, registry, timeout_s, log_path)
+        entry = await _grade_one(
+            instance, patches.get(instance.instance_id), images, factory, registry, timeout_s, log_path, factory_for_cpus
+        )
         report[instance.instance_id] = entry
         if output is not None:
             write_report(output, report)
@@ -137,6 +162,7 @@ async def _grade_one(
     registry: SpecRegistry,
     timeout_s: float,
     log_path: Path | None,
+    factory_for_cpus: FactoryForCpus | None = None,
 ) -> dict[str, Any]:
     extra = {"repo": instance.repo, "version": instance.version}
     if patch is None:
@@ -151,6 +177,8 @@ async def _grade_one(
     extra["image_source"] = getattr(built, "source", "given")
     try:
         spec = registry.get(instance.repo, instance.version)
+        if spec.nano_cpus and factory_for_cpus is not None:
+            factory = factory_for_cpus(spec.nano_cpus / 1e9)
         graded = await grade_patch(factory, built.ref, instance, spec, patch, timeout_s=timeout_s, log_path=log_path)
     except Exception as exc:  # noqa: BLE001 - the instance boundary
         return _error(instance, "grading failed", exc, build_s, extra)
