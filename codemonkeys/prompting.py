@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 
 from .errors import ConfigError
 from .resources import resource_dir
@@ -47,11 +48,28 @@ class Prompt:
 
     @functools.cached_property
     def version(self) -> str:
-        """12 hex digits over the template's text and the format files it may include."""
-        digest = hashlib.sha256((self._root / self.name).read_bytes())
-        for path in sorted((self._root / "formats").glob("*.j2")):
-            digest.update(path.read_bytes())
+        """12 hex digits over the template's text and every template it includes, recursively.
+
+        Only what the prompt is made of counts: editing an unrelated format does
+        not invalidate the cached answers of this prompt.
+        """
+        digest = hashlib.sha256()
+        for name in self._sources():
+            digest.update(name.encode() + b"\0" + (self._root / name).read_bytes())
         return digest.hexdigest()[:12]
+
+    def _sources(self) -> list[str]:
+        environment = _environment(self._root)
+        seen: list[str] = []
+        pending = [self.name]
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.append(name)
+            source = (self._root / name).read_text(encoding="utf-8")
+            pending.extend(ref for ref in meta.find_referenced_templates(environment.parse(source)) if ref)
+        return sorted(seen)
 
     def render(self, part: str, **values: Any) -> str:
         """Render macro ``part`` with ``values``; unknown variables are errors, never blanks."""

@@ -11,7 +11,6 @@ from codemonkeys.context.relevance import (
     parse_answer,
     render_answer,
 )
-from codemonkeys.context.templates import load_template, prompt_version
 from codemonkeys.errors import ParseError, ProviderError
 from codemonkeys.llm.gateway import Gateway
 from codemonkeys.llm.pricing import PriceTable
@@ -88,11 +87,22 @@ def test_request_puts_instructions_then_issue_then_file_with_cache_breakpoints()
     assert other.system == request.system and other.messages[0] == request.messages[0]
 
 
-def test_prompt_version_is_the_template_text_hash() -> None:
-    template = load_template("context_relevance.j2")
-    assert template.version == prompt_version(template.text)
-    assert prompt_version(template.text + " ") != template.version
-    assert len(template.version) == 12
+def test_prompt_version_follows_the_template_and_what_it_includes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from codemonkeys.prompting import Prompt
+    from codemonkeys.resources import resource_dir
+
+    root = tmp_path / "prompts"
+    shutil.copytree(resource_dir("prompts"), root)
+    relevance = Prompt("context_relevance.j2", root).version
+    generation = Prompt("generation.j2", root).version
+    assert len(relevance) == 12 and relevance == Prompt("context_relevance.j2").version
+    (root / "formats" / "edits.j2").write_text((root / "formats" / "edits.j2").read_text() + " ")
+    assert Prompt("context_relevance.j2", root).version == relevance  # it does not include the edit format
+    assert Prompt("generation.j2", root).version != generation  # it does
+    (root / "context_relevance.j2").write_text((root / "context_relevance.j2").read_text() + " ")
+    assert Prompt("context_relevance.j2", root).version != relevance
 
 
 async def test_malformed_answer_is_reasked_once_with_the_error(run_store: RunStore) -> None:

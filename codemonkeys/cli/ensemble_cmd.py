@@ -34,7 +34,8 @@ from ..ensemble import (
 )
 from ..errors import UserError
 from ..store import RunStore
-from .select_cmd import DATASET_HELP, _finish, _select, load_cli_config, run_instances
+from .common import load_cli_config
+from .select_cmd import DATASET_HELP, _finish, _select, run_instances
 
 
 def member_name(path: Path) -> str:

@@ -15,21 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Config, load_config
+from ..config import Config
 from ..examples import resolve_dataset
+from .common import load_cli_config
 
 DATASET_HELP = "Hub dataset (princeton-nlp/SWE-bench_Verified, or verified/lite), a local .jsonl/.json/.parquet file, or 'example'."
-
-
-def _config(config: str | None, overrides: list[str] | None, mirror_dir: Path | None) -> Config:
-    extra = list(overrides or [])
-    if mirror_dir is not None:
-        if not mirror_dir.is_dir():
-            from ..errors import UserError
-
-            raise UserError(f"--mirror-dir {mirror_dir} is not a directory")
-        extra.append(f"environment.mirror_dir={mirror_dir.resolve()}")
-    return load_config(config, extra)
 
 
 def _instances(dataset: str, split: str, instance_ids: str | None) -> list[Any]:
@@ -102,7 +92,7 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         dataset, extra = resolve_dataset(dataset)
-        cfg = _config(config, [*extra, *(overrides or [])], mirror_dir)
+        cfg = load_cli_config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = _instances(dataset, split, instance_ids)
         builder = ImageBuilder(cfg.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
         failed = 0
@@ -134,7 +124,7 @@ def register(app: typer.Typer) -> None:
         """Apply each instance's gold patch and grade it. Exit 0 even when some are unresolved."""
         console = Console()
         dataset, extra = resolve_dataset(dataset)
-        cfg = _config(config, [*extra, *(overrides or [])], mirror_dir)
+        cfg = load_cli_config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = _instances(dataset, split, instance_ids)
         report = _grade(cfg, instances, {i.instance_id: i.patch for i in instances}, output.resolve(), force, console)
         ids = [i.instance_id for i in instances]
@@ -173,7 +163,7 @@ def register(app: typer.Typer) -> None:
         if not patches:
             raise DataError(f"{predictions} has no predictions")
         dataset, extra = resolve_dataset(dataset)
-        cfg = _config(config, [*extra, *(overrides or [])], mirror_dir)
+        cfg = load_cli_config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = load_instances(dataset, split=split, instance_ids=list(patches))
         target = (output or predictions.with_name(predictions.stem + ".report.json")).resolve()
         report = _grade(cfg, instances, patches, target, force, console)

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Config, load_config
+from ..config import Config
 from ..ensemble.load import Labels, LabelStatus, load_labels
 from ..errors import UserError, failure_kind
 from ..execution import SandboxPool, TestRunner
@@ -41,6 +41,7 @@ from ..selection import (
 )
 from ..store import RunStore
 from ..swebench.instances import Instance
+from .common import load_cli_config
 
 DATASET_HELP = "SWE-bench JSONL/JSON/parquet file or hub name (default: the instances the run registered)."
 
@@ -48,15 +49,6 @@ EnvProvider = Callable[[Instance], Awaitable[EnvironmentRef]]
 """The environment (image) of an instance; raises BuildError when there is none."""
 Prepare = Callable[[Instance, TestRunner, SandboxSources], Awaitable[None]]
 """Work before selection inside the instance's sandbox pool (the ensemble generates tests)."""
-
-
-def load_cli_config(config: str | None, overrides: list[str] | None, mirror_dir: Path | None) -> Config:
-    extra = list(overrides or [])
-    if mirror_dir is not None:
-        if not mirror_dir.is_dir():
-            raise UserError(f"--mirror-dir {mirror_dir} is not a directory")
-        extra.append(f"environment.mirror_dir={mirror_dir.resolve()}")
-    return load_config(config, extra)
 
 
 def image_env_provider(cfg: Config, console: Console) -> EnvProvider:

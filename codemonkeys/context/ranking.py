@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..llm.types import ChatRequest, Message
-from .templates import PromptTemplate, load_template
+from ..prompting import Prompt
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def merge_rankings(rankings: Sequence[Sequence[str]], fallback: Sequence[str]) -
 class RankingPrompt:
     """Builds the ranking requests of one instance."""
 
-    def __init__(self, template: PromptTemplate, *, max_tokens: int, temperature: float) -> None:
+    def __init__(self, template: Prompt, *, max_tokens: int, temperature: float) -> None:
         self.template = template
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -143,7 +143,7 @@ class RankingPrompt:
 
     @classmethod
     def load(cls, *, max_tokens: int, temperature: float) -> RankingPrompt:
-        return cls(load_template(TEMPLATE), max_tokens=max_tokens, temperature=temperature)
+        return cls(Prompt(TEMPLATE), max_tokens=max_tokens, temperature=temperature)
 
     @property
     def version(self) -> str:

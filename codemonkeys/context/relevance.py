@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..llm.types import ChatRequest, Message
-from .templates import PromptTemplate, load_template
+from ..prompting import Prompt
 
 TEMPLATE = "context_relevance.j2"
 
@@ -79,7 +79,7 @@ def parse_answer(text: str) -> RelevanceAnswer:
 class RelevancePrompt:
     """Builds the relevance requests of one instance."""
 
-    def __init__(self, template: PromptTemplate, *, max_tokens: int, temperature: float) -> None:
+    def __init__(self, template: Prompt, *, max_tokens: int, temperature: float) -> None:
         self.template = template
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -87,7 +87,7 @@ class RelevancePrompt:
 
     @classmethod
     def load(cls, *, max_tokens: int, temperature: float) -> RelevancePrompt:
-        return cls(load_template(TEMPLATE), max_tokens=max_tokens, temperature=temperature)
+        return cls(Prompt(TEMPLATE), max_tokens=max_tokens, temperature=temperature)
 
     @property
     def version(self) -> str:
