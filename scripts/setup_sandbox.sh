@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine able to run sandboxes, idempotently:
-#   1. install docker.io, debootstrap, bubblewrap, git, patch, and chromium (the
-#      run report's browser test) — only the missing ones, and only when we
-#      may: as root, or with password-less sudo,
+#   1. install docker.io, debootstrap, bubblewrap, git, patch (only the missing
+#      ones, and only when we may: as root, or with password-less sudo),
 #   2. start dockerd in the background when no daemon answers, and wait for it,
 #   3. build the base image (debootstrap + docker import, no Docker Hub) and the
 #      small test image, unless their tags exist already.
@@ -23,7 +22,7 @@ as_root() {
 
 missing=()
 for pair in docker:docker.io dockerd:docker.io debootstrap:debootstrap bwrap:bubblewrap \
-            git:git patch:patch prlimit:util-linux setpriv:util-linux chromium:chromium; do
+            git:git patch:patch prlimit:util-linux setpriv:util-linux; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
