@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..llm.types import ChatRequest, Message
-from ..prompting import Prompt
+from .prompts import StagePrompt
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = "context_ranking.j2"
 
 _BLOCK = re.compile(r"<ranking>(.*?)</ranking>", re.DOTALL | re.IGNORECASE)
 _MARKER = re.compile(r"^(?:[-*+\u2022]|\d+[.):]|#\d+[.):]?)\s+")
@@ -132,22 +131,10 @@ def merge_rankings(rankings: Sequence[Sequence[str]], fallback: Sequence[str]) -
     return sorted(fallback, key=lambda path: (round(means[path], 12), position[path]))
 
 
-class RankingPrompt:
+class RankingPrompt(StagePrompt):
     """Builds the ranking requests of one instance."""
 
-    def __init__(self, template: Prompt, *, max_tokens: int, temperature: float) -> None:
-        self.template = template
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self._system = template.render("system")
-
-    @classmethod
-    def load(cls, *, max_tokens: int, temperature: float) -> RankingPrompt:
-        return cls(Prompt(TEMPLATE), max_tokens=max_tokens, temperature=temperature)
-
-    @property
-    def version(self) -> str:
-        return self.template.version
+    TEMPLATE = "context_ranking.j2"
 
     def request(
         self, problem_statement: str, items: Sequence[RankingItem], budget: int, sample: int
@@ -167,6 +154,3 @@ class RankingPrompt:
             temperature=self.temperature,
             sample=sample,
         )
-
-    def reask(self, error: str) -> str:
-        return self.template.render("reask", error=error)

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..llm.types import ChatRequest, Message
-from ..prompting import Prompt
-
-TEMPLATE = "context_relevance.j2"
+from .prompts import StagePrompt
 
 _RELEVANT = re.compile(r"<relevant>(.*?)</relevant>", re.DOTALL | re.IGNORECASE)
 _SUMMARY = re.compile(r"<summary>(.*?)</summary>", re.DOTALL | re.IGNORECASE)
@@ -76,26 +74,10 @@ def parse_answer(text: str) -> RelevanceAnswer:
     return RelevanceAnswer(relevant, summary)
 
 
-class RelevancePrompt:
+class RelevancePrompt(StagePrompt):
     """Builds the relevance requests of one instance."""
 
-    def __init__(self, template: Prompt, *, max_tokens: int, temperature: float) -> None:
-        self.template = template
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self._system = template.render("system")
-
-    @classmethod
-    def load(cls, *, max_tokens: int, temperature: float) -> RelevancePrompt:
-        return cls(Prompt(TEMPLATE), max_tokens=max_tokens, temperature=temperature)
-
-    @property
-    def version(self) -> str:
-        return self.template.version
-
-    @property
-    def system(self) -> str:
-        return self._system
+    TEMPLATE = "context_relevance.j2"
 
     def issue_part(self, problem_statement: str) -> str:
         return self.template.render("issue", problem_statement=problem_statement.strip())
@@ -115,6 +97,3 @@ class RelevancePrompt:
             max_tokens=self.max_tokens,
             temperature=self.temperature,
         )
-
-    def reask(self, error: str) -> str:
-        return self.template.render("reask", error=error)
