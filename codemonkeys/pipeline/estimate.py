@@ -25,7 +25,7 @@ from ..context.stage import ContextTask
 from ..llm.pricing import PriceTable
 from ..store import DB_NAME, RunStore
 from ..swebench.instances import Instance
-from ..swebench.repo import RepoSource
+from .build import repo_source
 from .planner import modelled_trajectory_cost
 
 # Share of files judged relevant, and summary tokens per relevant file (typical of the paper's runs).
@@ -67,7 +67,7 @@ def estimate_run(config: Config, instances: list[Instance], run_dir: Path) -> li
     """Per-stage projections summed over ``instances``."""
     prices = PriceTable(config.pricing)
     models = config.models
-    repos = RepoSource(mirror_dir=config.environment.mirror_dir, cache_dir=(config.environment.cache_dir or Path.home() / ".cache" / "codemonkeys") / "repos")
+    repos = repo_source(config)
     relevance_prompt = RelevancePrompt.load(max_tokens=models.relevance.max_output_tokens, temperature=models.relevance.temperature)
     tokenizer = model_tokenizer(models.relevance.model)
     cache = MemoryTokenCache()
