@@ -105,6 +105,21 @@ class EditApplyError(ModelFailure):
     """A SEARCH/REPLACE edit does not apply to the code."""
 
 
+class ContextLimitReached(ModelFailure):
+    """The conversation no longer fits the model's context window.
+
+    Raised before a call whose prompt plus ``max_tokens`` would not fit, and by
+    providers for a server's own context-length error (HTTP 400 in each vendor's
+    wording). A model-side outcome: a trajectory keeps its last edit and test,
+    and a rerun never retries it as infrastructure.
+    """
+
+    def __init__(self, message: str, *, prompt_tokens: int | None = None, window: int | None = None) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.window = window
+
+
 # --- budget -----------------------------------------------------------------
 
 
