@@ -34,6 +34,9 @@ class ModelSettings(Section):
     model: str = "anthropic:claude-sonnet-4-6"
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_output_tokens: int = Field(4096, gt=0)
+    # Prompt plus output must fit; ``None``: looked up (shipped table, or the
+    # server's ``/v1/models``) when the run starts.
+    context_window: int | None = Field(None, gt=0)
 
 
 class StageModels(Section):
