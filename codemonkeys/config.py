@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from .errors import ConfigError
 from .resources import find_config, resource_dir
@@ -114,7 +114,14 @@ class ContextConfig(Section):
     keep_library_test_dirs: bool = True
     max_file_tokens: int = Field(100_000, gt=0)
     ranking_runs: int = Field(3, gt=0)
+    # The ranker picks the files worth reading for about this many tokens (the paper's code:
+    # 60k); ``budget_tokens`` is the hard cap packing never exceeds.
+    target_tokens: int = Field(60_000, gt=0)
     budget_tokens: int = Field(128_000, gt=0)
+    # Tokens each editing turn adds to the conversation (answer, test output on the original
+    # and the edited code); packing leaves room for ``generation.max_iterations`` of them
+    # inside the editing model's context window.
+    turn_reserve_tokens: int = Field(6_000, gt=0)
     relevance_reasks: int = Field(1, ge=0)
     ranking_reasks: int = Field(2, ge=0)
     concurrency: int = Field(64, gt=0)
@@ -242,6 +249,8 @@ class Config(Section):
     models: StageModels = StageModels()
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
     pricing: dict[str, Price] = {}
+    # Model name (prefix) -> context window; the shipped table is the base (configs/context_windows.yaml).
+    context_windows: dict[str, PositiveInt] = {}
     context: ContextConfig = ContextConfig()
     generation: GenerationConfig = GenerationConfig()
     selection: SelectionConfig = SelectionConfig()
@@ -330,6 +339,12 @@ def default_pricing() -> dict[str, Any]:
     return _read_yaml(path).get("pricing", {})
 
 
+def default_context_windows() -> dict[str, Any]:
+    """The context-window table shipped in ``configs/context_windows.yaml``."""
+    path = resource_dir("configs") / "context_windows.yaml"
+    return _read_yaml(path).get("context_windows", {})
+
+
 def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a config file (path or shipped name) and apply overrides.
 
@@ -348,6 +363,9 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     if not isinstance(data.get("pricing", {}), dict):
         raise ConfigError(f"pricing: must be a mapping of model name to prices (in {label})")
     data["pricing"] = {**default_pricing(), **data.get("pricing", {})}
+    if not isinstance(data.get("context_windows", {}), dict):
+        raise ConfigError(f"context_windows: must be a mapping of model name to tokens (in {label})")
+    data["context_windows"] = {**default_context_windows(), **data.get("context_windows", {})}
     if isinstance(data.get("providers", {}), dict):
         # Like pricing: listing one provider (or overriding one key) keeps the others' defaults.
         defaults = {name: s.model_dump(exclude_unset=True) for name, s in _default_providers().items()}

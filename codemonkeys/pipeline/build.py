@@ -14,7 +14,9 @@ from ..config import Config, dump_config
 from ..context.batch import build_stage
 from ..env.specs import SpecRegistry
 from ..llm.registry import STAGES, ModelHub, resolve_secrets
+from ..llm.server_info import HttpWindowProbe
 from ..llm.spec import parse_model_string
+from ..llm.windows import ResolvedWindow, WindowProbe, resolve_context_windows
 from ..sandbox.base import SandboxFactory
 from ..sandbox.factory import make_sandbox_factory
 from ..store import RunStore
@@ -47,6 +49,18 @@ def record_run_config(store: RunStore, config: Config) -> None:
         store.set_meta("config_history", json.dumps(history))
 
 
+def settle_windows(
+    config: Config, secrets: Mapping[str, str], probe: WindowProbe | None = None
+) -> tuple[Config, list[ResolvedWindow]]:
+    """The config with every stage's context window filled (config, server, shipped table)."""
+    return resolve_context_windows(config, probe or HttpWindowProbe(api_key=secrets.get("openai-compatible")))
+
+
+def record_windows(store: RunStore, windows: Sequence[ResolvedWindow]) -> None:
+    """Keep the windows this attempt resolved, for status and the report."""
+    store.set_meta("context_windows", json.dumps([w.as_dict() for w in windows]))
+
+
 def repo_source(config: Config) -> RepoSource:
     """Where this machine finds the instances' repositories (mirrors, then its clone cache)."""
     return RepoSource(
@@ -65,12 +79,15 @@ def open_services(
     events: Callable[[PipelineEvent], None] = lambda event: None,
     sandboxes: SandboxFactory | None = None,
     environments: EnvironmentProvider | None = None,
+    window_probe: WindowProbe | None = None,
 ) -> Iterator[Services]:
     """Everything a run needs, closed again when the run ends."""
     secrets = resolve_secrets(config, environ, stages_needing_keys(config))
+    config, windows = settle_windows(config, secrets, window_probe)
     store = RunStore.open(run_dir)
     try:
         record_run_config(store, config)
+        record_windows(store, windows)
         for instance in instances:
             store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
         budget = BudgetGuard.for_run(config.budget, store)

@@ -39,7 +39,7 @@ from ..sandbox.base import SandboxFactory
 from ..sandbox.factory import make_sandbox_factory
 from ..store import RunStore
 from ..swebench.instances import Instance
-from .build import repo_source, spec_registry, stages_needing_keys
+from .build import repo_source, settle_windows, spec_registry, stages_needing_keys
 from .instance import EnvironmentProvider, PipelineEvent, Services, run_instance
 from .oracles import oracle_factory
 from .remote import RemoteBudget, RemoteStore, RunState, Transport
@@ -198,12 +198,13 @@ def run_instances_ray(
     if not instances:
         return {}
     secrets = resolve_secrets(config, environ, stages_needing_keys(config))
+    config, windows = settle_windows(config, secrets)
     started = _connect(config)
     try:
         pin = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         state: Any = ray.remote(RunState).options(
             num_cpus=0, max_concurrency=_STATE_THREADS, scheduling_strategy=pin
-        ).remote(config, Path(run_dir).expanduser().resolve(), list(instances))
+        ).remote(config, Path(run_dir).expanduser().resolve(), list(instances), windows)
         limiters: Any = ray.remote(SharedLimiters).options(num_cpus=0, scheduling_strategy=pin).remote()
         try:
             try:

@@ -36,7 +36,8 @@ from ..store.records import (
     TurnRecord,
 )
 from ..swebench.instances import Instance
-from .build import record_run_config
+from ..llm.windows import ResolvedWindow
+from .build import record_run_config, record_windows
 from .instance import PipelineEvent
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,12 @@ STORE_METHODS = frozenset({
 class RunState:
     """The driver side: the one store, the one budget, open reservations, and pipeline events."""
 
-    def __init__(self, config: Config, run_dir: Path, instances: Sequence[Instance]) -> None:
+    def __init__(
+        self, config: Config, run_dir: Path, instances: Sequence[Instance], windows: Sequence[ResolvedWindow] = ()
+    ) -> None:
         self.store = RunStore.open(run_dir)
         record_run_config(self.store, config)
+        record_windows(self.store, windows)
         for instance in instances:
             self.store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
         self.budget = BudgetGuard.for_run(config.budget, self.store)
