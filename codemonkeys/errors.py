@@ -84,6 +84,10 @@ class RepoError(InfraError):
     """A repository could not be cloned, read or checked out."""
 
 
+class ContextUnreachable(InfraError):
+    """The context stage could not reach its model for some files: a rerun scores only those."""
+
+
 # --- model failures ---------------------------------------------------------
 
 
@@ -103,6 +107,10 @@ class TurnLimitReached(ModelFailure):
 
 class EditApplyError(ModelFailure):
     """A SEARCH/REPLACE edit does not apply to the code."""
+
+
+class EmptyContext(ModelFailure):
+    """No relevance answer could be read, or no file was judged relevant: generation never starts on it."""
 
 
 class ContextLimitReached(ModelFailure):
