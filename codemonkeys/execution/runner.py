@@ -14,6 +14,7 @@ the run cost the pool, not only the test's own run time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 import uuid
@@ -94,8 +95,15 @@ class TestRunner:
             return await asyncio.shield(running)
         task = asyncio.ensure_future(self._execute(patch, script, attempt))
         self._inflight[key] = task
-        task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        task.add_done_callback(functools.partial(self._settled, key))
         return await asyncio.shield(task)
+
+    def _settled(self, key: tuple[str, str, int], task: asyncio.Future[TestExecution]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            # Retrieved here: when every asker was cancelled (Ctrl-C), nobody awaits the
+            # shielded task and its failure would be logged as "never retrieved".
+            task.exception()
 
     async def _execute(self, patch: str, script: str, attempt: int) -> TestExecution:
         async with self._pool.acquire() as sandbox:

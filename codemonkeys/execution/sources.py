@@ -28,6 +28,7 @@ class SandboxSources:
         read = self._reads.get(path)
         if read is None or (read.done() and (read.cancelled() or read.exception() is not None)):
             read = self._reads[path] = asyncio.ensure_future(self._read(path))
+            read.add_done_callback(_retrieve)
         return await asyncio.shield(read)
 
     async def _read(self, path: str) -> str | None:
@@ -36,3 +37,9 @@ class SandboxSources:
                 return await sandbox.read_file(f"{TESTBED}/{path}")
             except SandboxFileNotFoundError:
                 return None
+
+
+def _retrieve(done: asyncio.Future[str | None]) -> None:
+    """Mark a shared read's failure as seen: its askers may all have been cancelled."""
+    if not done.cancelled():
+        done.exception()
