@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from context_support import (
     ISSUE,
     LIBRARY,
@@ -24,7 +26,8 @@ from codemonkeys.context.gitread import GitObjects
 from codemonkeys.context.ranking import render_ranking
 from codemonkeys.context.result import load_result, read_packed
 from codemonkeys.context.stage import PACK_OVERHEAD_TOKENS, ContextTask, ProgressEvent
-from codemonkeys.errors import ProviderError
+from codemonkeys.context.packing import WindowReserve
+from codemonkeys.errors import ContextUnreachable, EmptyContext, ProviderError
 from codemonkeys.llm.scripted import ScriptedModel
 from codemonkeys.llm.types import ChatRequest
 from codemonkeys.store import RunStore
@@ -79,33 +82,16 @@ async def test_one_instance_with_parse_failures_errors_and_reasks(
     stage = make_stage(run_store, models, events)
     task = ContextTask("i1", ISSUE, tmp_path / "repo", commit[:12])
 
-    result = await stage.run(task)
-
-    assert result.base_commit == commit
-    assert result.files == 6 and [s["path"] for s in result.skipped] == [
-        "pkg/blob.py",
-        "pkg/huge.py",
-    ]
-    assert result.relevant == ["pkg/dates.py", "pkg/formats.py"]
-    assert result.parse_failures == ["pkg/util.py"]
-    (error,) = result.errors
-    assert error["path"] == "docs/conf.py" and error["error"].startswith("infra: ")
-    assert len(result.rankings) == 2 and len(result.ranking_failures) == 1
-    assert "names none" in result.ranking_failures[0]
-    assert result.ranked == ["pkg/formats.py", "pkg/dates.py"]
-    assert result.included_paths == ["pkg/formats.py", "pkg/dates.py"]
-    assert (
-        result.packed_tokens
-        == words("pkg/formats.py") + words("pkg/dates.py") + 2 * PACK_OVERHEAD_TOKENS
-    )
-    assert not result.complete
-    assert load_result(run_store, "i1") == result
-    with GitObjects(tmp_path / "repo") as objects:
-        assert read_packed(result, objects) == [
-            ("pkg/formats.py", LIBRARY["pkg/formats.py"]),
-            ("pkg/dates.py", LIBRARY["pkg/dates.py"]),
-        ]
-    assert run_store.instance_states()[0]["status"] == "incomplete"
+    # A file whose model was not reached fails the stage as infrastructure: no ranking,
+    # no generation on a partial context.
+    with pytest.raises(ContextUnreachable, match="not reached for 1 of 6"):
+        await stage.run(task)
+    state = run_store.instance_states()[0]
+    assert (state["stage"], state["status"], state["failure_kind"]) == ("context", "failed", "infra")
+    partial = load_result(run_store, "i1")
+    assert partial is not None and partial.included == [] and partial.relevant == ["pkg/dates.py", "pkg/formats.py"]
+    assert models.ranking.calls == []
+    assert events[-1].kind == "failed"
 
     decisions = {d.path: d for d in run_store.context_decisions("i1")}
     util = decisions["pkg/util.py"]
@@ -117,25 +103,51 @@ async def test_one_instance_with_parse_failures_errors_and_reasks(
         and decisions["pkg/__init__.py"].status == "scored"
     )
     assert decisions["docs/conf.py"].status == "error"
-    # 6 files, one re-asked, one failing; ranking: 1 + 2 (one re-ask) + 3 (two re-asks).
+    assert decisions["docs/conf.py"].detail.startswith("infra: ")  # type: ignore[union-attr]
+    # 6 files, one re-asked, one failing.
     assert len(models.relevance.calls) == 7
-    assert len(models.ranking.calls) == 6
-    assert {c.request.sample for c in models.ranking.calls} == {0, 1, 2}
     ledger = {row.group[0]: row for row in run_store.ledger(group_by=("stage",))}
     assert ledger["relevance"].calls == 7 and ledger["relevance"].failed_calls == 1
     assert [e.kind for e in events][:1] == ["enumerated"] and events[0].files == 6
     assert sum(e.files for e in events if e.kind == "file") == 6
-    assert events[-1].kind == "done" and events[-1].status == "incomplete"
 
-    # A rerun retries the infrastructure failure only; stored rankings are reused.
+    # A rerun retries the infrastructure failure only, then ranks and packs.
     flaky.healed = True
-    again = await stage.run(task)
+    result = await stage.run(task)
     assert len(models.relevance.calls) == 8
     assert file_path(models.relevance.calls[7].request) == "docs/conf.py"
-    assert len(models.ranking.calls) == 6  # run 2's bad answers come from the response cache
-    assert again.complete and again.errors == [] and again.parse_failures == ["pkg/util.py"]
-    assert again.ranked == result.ranked
+    assert result.base_commit == commit
+    assert result.files == 6 and [s["path"] for s in result.skipped] == [
+        "pkg/blob.py",
+        "pkg/huge.py",
+    ]
+    assert result.relevant == ["pkg/dates.py", "pkg/formats.py"]
+    assert result.parse_failures == ["pkg/util.py"] and result.errors == []
+    assert len(result.rankings) == 2 and len(result.ranking_failures) == 1
+    assert "names none" in result.ranking_failures[0]
+    assert result.ranked == ["pkg/formats.py", "pkg/dates.py"] and result.ranking_fallback == ""
+    assert result.included_paths == ["pkg/formats.py", "pkg/dates.py"]
+    assert (
+        result.packed_tokens
+        == words("pkg/formats.py") + words("pkg/dates.py") + 2 * PACK_OVERHEAD_TOKENS
+    )
+    assert result.complete
+    assert load_result(run_store, "i1") == result
+    with GitObjects(tmp_path / "repo") as objects:
+        assert read_packed(result, objects) == [
+            ("pkg/formats.py", LIBRARY["pkg/formats.py"]),
+            ("pkg/dates.py", LIBRARY["pkg/dates.py"]),
+        ]
     assert run_store.instance_states()[0]["status"] == "done"
+    # ranking: 1 + 2 (one re-ask) + 3 (two re-asks).
+    assert len(models.ranking.calls) == 6
+    assert {c.request.sample for c in models.ranking.calls} == {0, 1, 2}
+    assert events[-1].kind == "done" and events[-1].status == "done"
+
+    # Stored rankings are reused.
+    again = await stage.run(task)
+    assert len(models.relevance.calls) == 8 and len(models.ranking.calls) == 6
+    assert again.ranked == result.ranked
 
 
 async def test_budget_skips_a_file_that_does_not_fit_and_packs_the_next(
@@ -229,22 +241,113 @@ async def test_a_failing_instance_does_not_stop_the_others(
     ]
 
 
-async def test_no_relevant_file_needs_no_ranking_call(tmp_path: Path, run_store: RunStore) -> None:
+async def test_no_relevant_file_fails_the_stage_as_the_models_failure(tmp_path: Path, run_store: RunStore) -> None:
     commit = make_repo(tmp_path / "repo")
+    run_store.add_instance("i", "o/pkg", {})
     models = Models(run_store, ScriptedModel(relevance_by_path({})), ScriptedModel([]))
-    result = await make_stage(run_store, models).run(
-        ContextTask("i", ISSUE, tmp_path / "repo", commit)
-    )
-    assert result.relevant == [] and result.included == [] and result.complete
+    with pytest.raises(EmptyContext, match="none of the 6 scored file"):
+        await make_stage(run_store, models).run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
     assert models.ranking.calls == []
+    state = run_store.instance_states()[0]
+    assert (state["stage"], state["status"], state["failure_kind"]) == ("context", "failed", "model")
+
+
+async def test_unreadable_relevance_answers_fail_the_stage_as_the_models_failure(
+    tmp_path: Path, run_store: RunStore
+) -> None:
+    commit = make_repo(tmp_path / "repo")
+    models = Models(run_store, ScriptedModel(lambda r: "The file is not relevant."), ScriptedModel([]))
+    with pytest.raises(EmptyContext, match="no answer could be read for any of 6"):
+        await make_stage(run_store, models).run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
+    assert models.ranking.calls == []
+
+
+async def test_an_unreachable_relevance_model_fails_the_stage_as_infrastructure(
+    tmp_path: Path, run_store: RunStore
+) -> None:
+    commit = make_repo(tmp_path / "repo")
+    models = Models(run_store, ScriptedModel(lambda r: ProviderError("connection refused")), ScriptedModel([]))
+    with pytest.raises(ContextUnreachable, match="not reached for 6 of 6"):
+        await make_stage(run_store, models).run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
+
+
+async def test_one_relevant_file_needs_no_ranking_call(tmp_path: Path, run_store: RunStore) -> None:
+    commit = make_repo(tmp_path / "repo")
     one = {"pkg/dates.py": "the one"}
-    # Another model name: the same request to the first model would be answered from the response cache.
-    models = Models(
-        run_store,
-        ScriptedModel(relevance_by_path(one), name="scripted:other"),
-        ScriptedModel([render_ranking(["x"])]),
-    )
+    models = Models(run_store, ScriptedModel(relevance_by_path(one)), ScriptedModel([render_ranking(["x"])]))
     result = await make_stage(run_store, models).run(
         ContextTask("j", ISSUE, tmp_path / "repo", commit)
     )
     assert result.included_paths == ["pkg/dates.py"] and models.ranking.calls == []
+    assert result.ranking_fallback == ""
+
+
+async def test_files_no_ranking_names_are_left_out(tmp_path: Path, run_store: RunStore) -> None:
+    commit = make_repo(tmp_path / "repo")
+    relevant = {**SUMMARIES, "pkg/util.py": "clamp"}
+    models = Models(
+        run_store, ScriptedModel(relevance_by_path(relevant)),
+        ScriptedModel([render_ranking(["pkg/util.py", "pkg/dates.py"])] * 2),
+    )
+    result = await make_stage(run_store, models, ranking_runs=2, target_tokens=123).run(
+        ContextTask("i", ISSUE, tmp_path / "repo", commit)
+    )
+    assert result.ranked == ["pkg/util.py", "pkg/dates.py"] and result.unranked == ["pkg/formats.py"]
+    assert result.included_paths == ["pkg/util.py", "pkg/dates.py"]
+    body = models.ranking.calls[0].request.messages[0].content
+    assert "about 123 tokens" in body
+
+
+async def test_when_every_ranking_fails_the_order_is_lexical_and_recorded(
+    tmp_path: Path, run_store: RunStore
+) -> None:
+    commit = make_repo(tmp_path / "repo")
+    relevant = {
+        "docs/conf.py": "Sphinx settings.",
+        "pkg/util.py": "clamp",
+        "pkg/formats.py": "Calls parse_date in iso(); dates parsed with parse_date split on '-'.",
+        "pkg/dates.py": "Defines parse_date.",
+    }
+    models = Models(run_store, ScriptedModel(relevance_by_path(relevant)), ScriptedModel(lambda r: "no idea"))
+    result = await make_stage(run_store, models, ranking_runs=2).run(
+        ContextTask("i", "parse_date('2024-01-02') splits wrongly; iso() is broken.", tmp_path / "repo", commit)
+    )
+    assert len(result.ranking_failures) == 2 and result.rankings == []
+    assert result.ranking_fallback.startswith("lexical")
+    assert result.ranked[:2] == ["pkg/formats.py", "pkg/dates.py"]
+    assert result.ranked != sorted(result.ranked) and set(result.ranked) == set(relevant)
+    assert load_result(run_store, "i").ranking_fallback == result.ranking_fallback  # type: ignore[union-attr]
+
+
+async def test_every_ranking_run_unreachable_fails_the_stage_as_infrastructure(
+    tmp_path: Path, run_store: RunStore
+) -> None:
+    commit = make_repo(tmp_path / "repo")
+    models = Models(
+        run_store, ScriptedModel(relevance_by_path(SUMMARIES)), ScriptedModel(lambda r: ProviderError("down"))
+    )
+    with pytest.raises(ContextUnreachable, match="ranking: every one of 2"):
+        await make_stage(run_store, models, ranking_runs=2).run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
+
+
+async def test_packing_is_clamped_to_the_editing_window(tmp_path: Path, run_store: RunStore) -> None:
+    commit = make_repo(tmp_path / "repo")
+    models = Models(
+        run_store, ScriptedModel(relevance_by_path(SUMMARIES)),
+        ScriptedModel(ranking_in_order(["pkg/formats.py", "pkg/dates.py"])),
+    )
+    stage = make_stage(run_store, models, ranking_runs=1)
+    issue_words = len(ISSUE.split())
+    first = words("pkg/formats.py") + PACK_OVERHEAD_TOKENS
+    # Room for exactly the first file once instructions, issue, 2 turns and the output are set aside.
+    stage.reserve = WindowReserve(
+        window=100 + issue_words + 2 * 50 + 300 + first, max_output_tokens=300, turns=2, turn_tokens=50,
+        instructions_tokens=100,
+    )
+    result = await stage.run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
+    assert result.window_limit_tokens == first and result.budget_tokens == first
+    assert result.included_paths == ["pkg/formats.py"] and result.not_fitting == ["pkg/dates.py"]
+    # No room at all: the stage fails rather than hand generation nothing.
+    stage.reserve = WindowReserve(window=10, max_output_tokens=300, turns=2, turn_tokens=50)
+    with pytest.raises(EmptyContext, match="fits the packing budget of 0"):
+        await stage.run(ContextTask("i", ISSUE, tmp_path / "repo", commit))

@@ -15,6 +15,7 @@ from ..config import Config
 from ..errors import failure_kind
 from ..store.protocols import ContextStore
 from .files import Tokenizer, model_tokenizer
+from .packing import WindowReserve
 from .ranking import RankingPrompt
 from .relevance import RelevancePrompt
 from .result import ContextResult
@@ -36,9 +37,18 @@ def build_stage(
 
     Files are counted with the relevance model's tokenizer (its context
     window bounds ``max_file_tokens``) and packed with the editing model's
-    (the packed context is that model's prompt).
+    (the packed context is that model's prompt). Packing is clamped so the
+    editing conversation (first prompt, ``generation.max_iterations`` turns,
+    the last answer) fits the editing model's window; selection and testing
+    never see the packed files.
     """
-    relevance, ranking = config.models.relevance, config.models.ranking
+    relevance, ranking, editing = config.models.relevance, config.models.ranking, config.models.editing
+    reserve = WindowReserve(
+        window=editing.context_window,
+        max_output_tokens=editing.max_output_tokens,
+        turns=config.generation.max_iterations,
+        turn_tokens=config.context.turn_reserve_tokens,
+    )
     return ContextStage(
         config=config.context,
         models=models,
@@ -52,6 +62,7 @@ def build_stage(
         tokenizer=tokenizer or model_tokenizer(relevance.model),
         pack_tokenizer=pack_tokenizer or model_tokenizer(config.models.editing.model),
         progress=progress,
+        reserve=reserve,
     )
 
 

@@ -42,3 +42,43 @@ def pack(ranked: Sequence[PackItem], budget: int, *, overhead: int = 0) -> Packi
         else:
             result.skipped.append(item)
     return result
+
+
+# Tokens of the editing prompt's instructions without the files and the issue
+# (prompts/generation.j2, editing_system and the first editing message, measured
+# with tiktoken at about 700, doubled for the formats it may grow to include).
+EDITING_INSTRUCTIONS_TOKENS = 1_500
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReserve:
+    """What the editing conversation needs in its model's window besides the packed files."""
+
+    window: int | None
+    max_output_tokens: int
+    turns: int
+    turn_tokens: int
+    instructions_tokens: int = EDITING_INSTRUCTIONS_TOKENS
+
+
+def window_limit(reserve: WindowReserve, issue_tokens: int) -> int | None:
+    """Most tokens the packed files may take so the first prompt plus ``turns`` turns fit the window.
+
+    The window holds the instructions, the issue, the files, ``turns`` turns of
+    ``turn_tokens`` each (answer and test output), and the last call's output.
+    ``None`` when the window is unknown (the provider's own error then guards).
+    """
+    if reserve.window is None:
+        return None
+    rest = (
+        reserve.instructions_tokens
+        + issue_tokens
+        + reserve.turns * reserve.turn_tokens
+        + reserve.max_output_tokens
+    )
+    return max(0, reserve.window - rest)
+
+
+def packing_budget(budget_tokens: int, limit: int | None) -> int:
+    """The hard cap packing uses: ``budget_tokens``, clamped to the window's limit when known."""
+    return budget_tokens if limit is None else min(budget_tokens, limit)

@@ -5,10 +5,14 @@ count, and answers with paths, one per line, inside ``<ranking>...</ranking>``.
 The N runs send the same prompt (distinct ``sample`` numbers keep them apart
 in the response cache), so the whole prompt is a shared, cacheable prefix.
 
-Merging is pure: each ranking is completed with the files it left out (in
-the fallback order), every file gets its relative rank (position / (n - 1))
-in each ranking, and files are ordered by their mean relative rank, ties
-broken by the fallback order.
+The ranker chooses the subset worth reading, aimed at ``context.target_tokens``
+(the paper's code: 60k) and never above ``budget_tokens``. Merging is pure
+and follows the paper's code: a file at index i of a run naming n files ranks
+i / n there, a run that leaves it out ranks it 1.0; files are ordered by mean
+relative rank, ties broken by the fallback order, and files no run names are
+left out. The fallback order (used for ties, and alone when every run fails)
+is BM25 similarity of each file's path and summary to the issue, never the
+alphabet.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import logging
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+
+from rank_bm25 import BM25Plus
 
 from ..errors import ParseError
 from ..llm.types import ChatRequest, Message
@@ -102,33 +108,72 @@ def parse_ranking(text: str, known: Collection[str]) -> RankingAnswer:
     return RankingAnswer(tuple(order), tuple(unknown), tuple(duplicates))
 
 
-def complete_ranking(order: Sequence[str], fallback: Sequence[str]) -> list[str]:
-    """``order`` restricted to ``fallback``'s paths, then the missing ones in fallback order."""
-    members = set(fallback)
-    head = [path for path in dict.fromkeys(order) if path in members]
-    placed = set(head)
-    return head + [path for path in fallback if path not in placed]
-
-
 def mean_relative_ranks(
     rankings: Sequence[Sequence[str]], fallback: Sequence[str]
 ) -> dict[str, float]:
-    """Each file's mean relative rank (0 = always first, 1 = always last) over ``rankings``."""
-    n = len(fallback)
-    if not rankings or n == 0:
+    """Each named file's mean relative rank (0 = first) over ``rankings``, as the paper's code merges.
+
+    A file at index ``i`` of a run naming ``n`` files ranks ``i / n`` there; a
+    run that leaves it out ranks it 1.0. Only files some run names (and that
+    are in ``fallback``, the relevant files) get a rank. Without rankings,
+    the fallback order itself gives the ranks.
+    """
+    members = set(fallback)
+    runs = [[path for path in dict.fromkeys(ranking) if path in members] for ranking in rankings]
+    runs = [run for run in runs if run]
+    if not runs:
+        n = len(fallback)
         return {path: (index / (n - 1) if n > 1 else 0.0) for index, path in enumerate(fallback)}
-    totals = dict.fromkeys(fallback, 0.0)
-    for ranking in rankings:
-        for index, path in enumerate(complete_ranking(ranking, fallback)):
-            totals[path] += index / (n - 1) if n > 1 else 0.0
-    return {path: total / len(rankings) for path, total in totals.items()}
+    named = {path for run in runs for path in run}
+    totals = dict.fromkeys((path for path in fallback if path in named), 0.0)
+    for run in runs:
+        position = {path: index / len(run) for index, path in enumerate(run)}
+        for path in totals:
+            totals[path] += position.get(path, 1.0)
+    return {path: total / len(runs) for path, total in totals.items()}
 
 
 def merge_rankings(rankings: Sequence[Sequence[str]], fallback: Sequence[str]) -> list[str]:
-    """Files ordered by mean relative rank over ``rankings``; ties (and no rankings) by ``fallback``."""
+    """The files some run names, by mean relative rank; ties (and no rankings: all files) by ``fallback``."""
     means = mean_relative_ranks(rankings, fallback)
     position = {path: index for index, path in enumerate(fallback)}
-    return sorted(fallback, key=lambda path: (round(means[path], 12), position[path]))
+    return sorted(means, key=lambda path: (round(means[path], 12), position[path]))
+
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def lexical_terms(text: str) -> list[str]:
+    """Lower-case terms of code and prose: ``get_FooBar.py`` -> get, foo, bar, py."""
+    return [term.lower() for term in _WORD.findall(text)]
+
+
+def lexical_order(issue: str, items: Sequence[RankingItem]) -> list[str]:
+    """Relevant files by BM25 similarity of path + summary to the issue: the order when no ranking run succeeds.
+
+    Ties go to the smaller file (more of them fit), then to the order given.
+    """
+    if not items:
+        return []
+    corpus = [lexical_terms(f"{item.path} {item.summary}") for item in items]
+    query = lexical_terms(issue)
+    if not query or not any(corpus):
+        scores = [0.0] * len(items)
+    else:
+        scores = [float(x) for x in BM25Plus([doc or [""] for doc in corpus]).get_scores(query)]
+    order = sorted(range(len(items)), key=lambda i: (-round(scores[i], 9), items[i].tokens, i))
+    return [items[i].path for i in order]
+
+
+# Tokens one path line of the ranking answer takes (a long repo path is ~20 tokens).
+PATH_LINE_TOKENS = 32
+# The smallest output limit among the hosted models of configs/context_windows.yaml (gpt-4o: 16,384).
+RANKING_OUTPUT_CAP = 16_384
+
+
+def ranking_output_tokens(base: int, files: int) -> int:
+    """The ranking call's output limit: ``base`` for its reasoning plus a line per relevant file."""
+    return min(RANKING_OUTPUT_CAP, max(base, base + PATH_LINE_TOKENS * files))
 
 
 class RankingPrompt(StagePrompt):
@@ -137,20 +182,31 @@ class RankingPrompt(StagePrompt):
     TEMPLATE = "context_ranking.j2"
 
     def request(
-        self, problem_statement: str, items: Sequence[RankingItem], budget: int, sample: int
+        self,
+        problem_statement: str,
+        items: Sequence[RankingItem],
+        *,
+        target: int,
+        budget: int,
+        sample: int,
     ) -> ChatRequest:
-        """Run ``sample`` of the ranking: the same prompt every run, cached after the summaries."""
+        """Run ``sample`` of the ranking: the same prompt every run, cached after the summaries.
+
+        ``target`` is what the ranker should aim for, ``budget`` the most it may
+        use; the output limit grows with the number of files it may list.
+        """
         body = self.template.render(
             "body",
             problem_statement=problem_statement.strip(),
             files=[{"path": i.path, "tokens": i.tokens, "summary": i.summary} for i in items],
+            target=target,
             budget=budget,
         )
         return ChatRequest(
             messages=(Message("user", body, cache=True),),
             system=self._system,
             system_cache=True,
-            max_tokens=self.max_tokens,
+            max_tokens=ranking_output_tokens(self.max_tokens, len(items)),
             temperature=self.temperature,
             sample=sample,
         )

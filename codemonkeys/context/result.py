@@ -46,10 +46,18 @@ class ContextResult:
     rankings: list[list[str]] = field(default_factory=list)
     ranking_failures: list[str] = field(default_factory=list)
     ranked: list[str] = field(default_factory=list)
+    # Relevant files no ranking run named: left out of the context.
+    unranked: list[str] = field(default_factory=list)
+    # Why the order is not the rankers' (every run failed: lexical order); "" when it is.
+    ranking_fallback: str = ""
     mean_ranks: dict[str, float] = field(default_factory=dict)
     included: list[PackedFile] = field(default_factory=list)
     not_fitting: list[str] = field(default_factory=list)
+    # The hard cap used: budget_tokens clamped to window_limit_tokens (the editing model's
+    # window less its instructions, issue, expected turns and output); None: window unknown.
     budget_tokens: int = 0
+    target_tokens: int = 0
+    window_limit_tokens: int | None = None
     packed_tokens: int = 0
     complete: bool = True
 

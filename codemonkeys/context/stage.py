@@ -4,9 +4,13 @@ Plain inputs (issue text, a git repository and a base commit), so it runs
 without SWE-bench tooling. Every file's decision is written to the store as
 soon as it is made, keyed by (instance, path, blob sha, model, prompt
 version): a rerun only scores what is missing or failed for an
-infrastructure reason. A failing file or ranking run is recorded and never
-ends the stage; an unexpected failure of the instance itself is recorded as
-the instance's state and re-raised to the caller.
+infrastructure reason. A failing file or ranking run is recorded; the stage
+then fails by cause rather than hand generation a partial or empty context:
+a file whose model was not reached fails it as infrastructure (a rerun scores
+only what is missing), no readable relevance answer or no relevant file as
+the model's failure. When every ranking run fails for the model's reasons
+the order falls back to lexical similarity, recorded in the result. The
+instance's state is recorded either way and a failure re-raised.
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from ..config import ContextConfig
-from ..errors import failure_kind
+from ..errors import BudgetExceeded, ContextUnreachable, EmptyContext, FailureKind, failure_kind
 from ..llm.types import CallTag, Usage
 from ..store.protocols import ContextStore
 from ..store.records import ContextDecision
 from .asking import AnswerUnreadable, ChatGateway, ask
 from .files import Candidate, FileFilter, Tokenizer, count_blob_tokens, decode, enumerate_files
 from .gitread import GitObjects
-from .packing import PackItem, pack
-from .ranking import RankingItem, RankingPrompt, mean_relative_ranks, merge_rankings, parse_ranking
+from .packing import PackItem, WindowReserve, pack, packing_budget, window_limit
+from .ranking import (
+    RankingItem,
+    RankingPrompt,
+    lexical_order,
+    mean_relative_ranks,
+    merge_rankings,
+    parse_ranking,
+)
 from .relevance import RelevancePrompt, parse_answer
 from .result import STAGE, ContextResult, PackedFile, save_result
 
@@ -91,8 +102,10 @@ class ContextStage:
         tokenizer: Tokenizer,
         pack_tokenizer: Tokenizer,
         progress: Callable[[ProgressEvent], None] | None = None,
+        reserve: WindowReserve | None = None,
     ) -> None:
         self.config = config
+        self.reserve = reserve
         self.models = models
         self.store = store
         self.relevance_prompt = relevance_prompt
@@ -153,7 +166,15 @@ class ContextStage:
                 budget_tokens=self.config.budget_tokens,
             )
             decisions = await self._decide(task, listing.candidates, relevance, objects)
+            for candidate in listing.candidates:
+                decision = decisions[candidate.path]
+                if decision.status == PARSE_FAILURE:
+                    result.parse_failures.append(candidate.path)
+                elif decision.status == ERROR:
+                    result.errors.append({"path": candidate.path, "error": decision.detail or ""})
             relevant = [c for c in listing.candidates if decisions[c.path].relevant]
+            result.relevant = [c.path for c in relevant]
+            self._check_relevance(result, decisions)
             pack_tokens, _ = await asyncio.to_thread(
                 count_blob_tokens,
                 objects,
@@ -161,22 +182,25 @@ class ContextStage:
                 self.pack_tokenizer,
                 self.store,
             )
-        for candidate in listing.candidates:
-            decision = decisions[candidate.path]
-            if decision.status == PARSE_FAILURE:
-                result.parse_failures.append(candidate.path)
-            elif decision.status == ERROR:
-                result.errors.append({"path": candidate.path, "error": decision.detail or ""})
-        result.relevant = [c.path for c in relevant]
         items = [
             RankingItem(c.path, pack_tokens[c.blob], decisions[c.path].summary or "")
             for c in relevant
         ]
         await self._rank(task, items, ranking, result)
         by_path = {c.path: c for c in relevant}
+        limit = None
+        if self.reserve is not None:
+            issue_tokens = self.pack_tokenizer.count_many([task.problem_statement])[0]
+            limit = window_limit(self.reserve, issue_tokens)
+        result.window_limit_tokens = limit
+        result.target_tokens = self.config.target_tokens
+        cap = packing_budget(self.config.budget_tokens, limit)
+        if result.ranking_fallback:  # no ranker chose a subset: read about what it would have
+            cap = min(cap, self.config.target_tokens)
+        result.budget_tokens = cap
         packing = pack(
             [PackItem(path, pack_tokens[by_path[path].blob]) for path in result.ranked],
-            self.config.budget_tokens,
+            cap,
             overhead=PACK_OVERHEAD_TOKENS,
         )
         result.included = [
@@ -186,7 +210,41 @@ class ContextStage:
         result.packed_tokens = packing.used
         result.complete = not result.errors and result.complete
         save_result(self.store, result)
+        if not result.included:
+            raise EmptyContext(
+                f"none of the {len(result.ranked)} ranked file(s) fits the packing budget of {cap} tokens"
+                + (f" (the editing model's window leaves {limit})" if limit is not None else "")
+            )
         return result
+
+    def _check_relevance(self, result: ContextResult, decisions: dict[str, ContextDecision]) -> None:
+        """Fail the instance here, by cause, rather than let generation start on a partial or empty context.
+
+        A file whose model could not be reached fails the stage as infrastructure
+        (a rerun scores only the missing files); a stopped budget as budget; no
+        readable answer, or no relevant file, as the model's failure.
+        """
+        kinds = [e["error"].split(":", 1)[0] for e in result.errors]
+        first = result.errors[0]["error"][:300] if result.errors else ""
+        if str(FailureKind.INFRA) in kinds:
+            save_result(self.store, result)
+            raise ContextUnreachable(
+                f"relevance: the model was not reached for {kinds.count(str(FailureKind.INFRA))} of "
+                f"{result.files} file(s) ({first})"
+            )
+        if str(FailureKind.BUDGET) in kinds:
+            save_result(self.store, result)
+            raise BudgetExceeded(f"relevance: {kinds.count(str(FailureKind.BUDGET))} file(s) not scored ({first})")
+        if result.relevant:
+            return
+        save_result(self.store, result)
+        scored = sum(1 for d in decisions.values() if d.status == SCORED)
+        if not scored:
+            raise EmptyContext(
+                f"relevance: no answer could be read for any of {result.files} file(s) "
+                f"({len(result.parse_failures)} unreadable, {len(result.errors)} failed)"
+            )
+        raise EmptyContext(f"relevance: none of the {scored} scored file(s) was judged relevant")
 
     # --- relevance --------------------------------------------------------------
 
@@ -297,8 +355,14 @@ class ContextStage:
         gateway: ChatGateway,
         result: ContextResult,
     ) -> None:
-        """Rank ``items`` ``ranking_runs`` times and merge; failed runs are recorded and left out."""
-        fallback = [item.path for item in items]
+        """Rank ``items`` ``ranking_runs`` times and merge; failed runs are recorded and left out.
+
+        Files no successful run names are left out. When every run fails the
+        order is lexical similarity to the issue, and that is recorded; when
+        every run fails and one could not reach the model, the stage fails as
+        infrastructure (a rerun may rank).
+        """
+        fallback = lexical_order(task.problem_statement, items)
         if len(items) <= 1:
             result.ranked = fallback
             result.mean_ranks = mean_relative_ranks([], fallback)
@@ -308,6 +372,7 @@ class ContextStage:
         rest = await asyncio.gather(
             *(self._rank_once(task, items, gateway, i) for i in range(1, runs))
         )
+        infra = False
         for outcome in (first, *rest):
             if isinstance(outcome, list):
                 result.rankings.append(outcome)
@@ -315,7 +380,20 @@ class ContextStage:
                 result.ranking_failures.append(outcome.message)
                 if outcome.infra:
                     result.complete = False
+                    infra = True
+        if not result.rankings:
+            if infra:
+                save_result(self.store, result)
+                raise ContextUnreachable(
+                    f"ranking: every one of {runs} run(s) failed ({result.ranking_failures[0][:300]})"
+                )
+            result.ranking_fallback = (
+                f"lexical: every one of {runs} ranking run(s) failed; files ordered by BM25 "
+                "similarity of path and summary to the issue"
+            )
+            log.warning("%s: %s", task.instance_id, result.ranking_fallback)
         result.ranked = merge_rankings(result.rankings, fallback)
+        result.unranked = [path for path in fallback if path not in set(result.ranked)]
         result.mean_ranks = {
             p: round(v, 6) for p, v in mean_relative_ranks(result.rankings, fallback).items()
         }
@@ -325,7 +403,11 @@ class ContextStage:
     ) -> list[str] | RankFailure:
         """Run ``sample`` of the ranking, reusing a stored run of the same request."""
         request = self.ranking_prompt.request(
-            task.problem_statement, items, self.config.budget_tokens, sample
+            task.problem_statement,
+            items,
+            target=self.config.target_tokens,
+            budget=self.config.budget_tokens,
+            sample=sample,
         )
         key = f"ranking/{request.key(model_key(gateway.name))}"
         stored = self.store.get_result(task.instance_id, STAGE, key)
