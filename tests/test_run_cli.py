@@ -42,7 +42,7 @@ def test_estimate_counts_files_without_calling_a_model(tmp_path: Path, capsys) -
     main(["run", "example", "--dataset", "example", "--run-dir", str(run_dir), "--estimate", f"environment.cache_dir={tmp_path / 'cache'}"])
     out = capsys.readouterr().out
     assert "relevance" in out and "generation" in out and "selection" in out
-    assert "files counted from git" in out
+    assert "files (git)" in out and "tokens/inst" in out and "$/inst" in out
     assert not (run_dir / DB_NAME).exists() or not RunStore.open_existing(run_dir).calls()
 
 
@@ -54,3 +54,23 @@ def test_status_of_a_run(tmp_path: Path, capsys) -> None:  # type: ignore[no-unt
     main(["status", str(tmp_path), "--json"])
     out = capsys.readouterr().out
     assert '"plan": "2x8 (cut)"' in out and "infra: sandbox died" in out
+
+
+def test_status_shows_the_context_stage_its_fallback_and_the_windows(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    with RunStore.open(tmp_path) as store:
+        store.add_instance("x-1", "o/r", {})
+        store.set_instance_state("x-1", "context", "failed", "model", "relevance: no answer could be read")
+        store.add_instance("x-2", "o/r", {})
+        store.set_instance_state("x-2", "generation", "running")
+        store.put_result("x-2", "context", "result", {"included": [], "packed_tokens": 5, "ranking_fallback": "lexical: ..."})
+        store.set_meta("context_windows", json.dumps([{"stage": "editing", "model": "m", "tokens": 200000, "source": "table"}]))
+    main(["status", str(tmp_path), "--json"])
+    rows = {row["instance_id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["x-1"]["stage"] == "context" and rows["x-1"]["failure"].startswith("model: relevance")
+    assert rows["x-2"]["context"]["fallback"].startswith("lexical")
+    main(["status", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "ranked lexically (every ranking run failed): x-2" in out
+    assert "editing 200,000 (table)" in out

@@ -232,9 +232,12 @@ def _run(
 ) -> None:
     from ..budget import BudgetGuard
     from ..llm.registry import ModelHub, resolve_secrets
+    from ..pipeline.build import record_windows, settle_windows
 
     stages = ("relevance", "ranking")
     secrets = resolve_secrets(cfg, os.environ, stages)
+    cfg, windows = settle_windows(cfg, secrets)  # packing is clamped to the editing model's window
+    record_windows(store, windows)
     budget = BudgetGuard.for_run(cfg.budget, store)
     hub = ModelHub(cfg, store, secrets, budget=budget)
     tally = _Tally(hub.prices)
@@ -353,6 +356,7 @@ def _print_recall(recall: RecallReport, as_json: bool) -> None:
                             "packed": r.packed,
                             "hit": r.hit,
                             "complete": r.complete,
+                            "fallback": r.fallback,
                         }
                         for r in recall.rows
                     ],
@@ -376,6 +380,9 @@ def _print_recall(recall: RecallReport, as_json: bool) -> None:
         )
     console = Console()
     console.print(table)
+    fallbacks = [r.instance_id for r in recall.rows if r.fallback]
+    if fallbacks:
+        console.print(f"ranked lexically (every ranking run failed): {', '.join(fallbacks)}")
     console.print(
         f"recall {recall.recall:.1%} of {len(recall.rows)} instance(s)  "
         f"(all relevant: {recall.relevance_recall:.1%}, all read: {recall.read_recall:.1%})"

@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         """Where every instance of a run stands: stage, status, trajectories, selection, failures."""
         with RunStore.open_existing(run_dir) as store:
             rows = status_rows(store)
+            windows = json.loads(store.get_meta("context_windows") or "[]")
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -87,7 +88,15 @@ def register(app: typer.Typer) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(*(str(row[key]) for key in ("instance_id", "stage", "status", "plan", "trajectories", "candidates", "selection", "failure")))
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        fallbacks = [str(row["instance_id"]) for row in rows if row["context"] and row["context"]["fallback"]]  # type: ignore[index]
+        if fallbacks:
+            console.print(f"ranked lexically (every ranking run failed): {', '.join(fallbacks)}")
+        if windows:
+            console.print("context windows: " + ", ".join(
+                f"{w['stage']} {w['tokens']:,} ({w['source']})" if w["tokens"] else f"{w['stage']} unknown" for w in windows
+            ))
 
 
 def status_rows(store: RunStore) -> list[dict[str, object]]:
@@ -101,6 +110,7 @@ def status_rows(store: RunStore) -> list[dict[str, object]]:
             statuses[f"{record.kind} {record.status}"] = statuses.get(f"{record.kind} {record.status}", 0) + 1
         plan = store.get_result(iid, "plan", "generation")
         selection = store.selection(iid)
+        context = store.get_result(iid, "context", "result")
         rows.append({
             "instance_id": iid,
             "stage": state["stage"],
@@ -110,6 +120,12 @@ def status_rows(store: RunStore) -> list[dict[str, object]]:
             "candidates": len(store.candidates(iid)),
             "selection": "-" if selection is None else f"{selection['method']}",
             "failure": "" if state["status"] != "failed" else f"{state['failure_kind']}: {(state['failure'] or '')[:120]}",
+            "context": None if context is None else {
+                "files": len(context.get("included", [])),
+                "packed_tokens": context.get("packed_tokens", 0),
+                "budget_tokens": context.get("budget_tokens", 0),
+                "fallback": context.get("ranking_fallback", ""),
+            },
         })
     return rows
 

@@ -37,6 +37,7 @@ class RecallRow:
     relevant: tuple[str, ...]
     packed: tuple[str, ...]
     complete: bool
+    fallback: str = ""  # why the order is not the rankers' ("" when it is)
 
     @property
     def hit(self) -> bool:
@@ -97,6 +98,7 @@ def context_recall(store: ContextStore, gold: Iterable[tuple[str, str]]) -> Reca
                 relevant=tuple(f for f in files if f in relevant),
                 packed=tuple(f for f in files if f in packed),
                 complete=result.complete,
+                fallback=result.ranking_fallback,
             )
         )
     return RecallReport(tuple(rows), tuple(missing))
