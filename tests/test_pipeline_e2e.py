@@ -60,3 +60,23 @@ def test_oracle_run_selects_the_gold_patch_and_a_rerun_is_free(tmp_path: Path, s
     with RunStore.open_existing(tmp_path / "run") as store:
         assert len(store.calls()) == calls
     assert env.calls == 1
+
+
+def test_no_candidate_fails_in_generation_not_selection(tmp_path: Path, shapes) -> None:  # type: ignore[no-untyped-def]
+    from codemonkeys.testing.fake_server import FakeLLMServer
+
+    commit, mirrors, ref = shapes
+    instance = shapes_instance(commit, number=2)
+    with FakeLLMServer(lambda body: "I am not sure what to do.") as server:
+        small = f"openai-compatible:small@{server.openai_base_url}"
+        config = load_config(None, [
+            "models.relevance.model=oracle", "models.ranking.model=oracle",
+            f"models.testing.model={small}", f"models.editing.model={small}", f"models.selection.model={small}",
+            "models.editing.context_window=200000", "generation.trajectories=2", "generation.testing_max_turns=2",
+            *base_overrides(mirrors),
+        ])
+        assert _run(config, tmp_path / "run", instance, FixedEnvironment(ref)) == {instance.instance_id: "failed"}
+    with RunStore.open_existing(tmp_path / "run") as store:
+        (state,) = store.instance_states()
+    assert (state["stage"], state["status"], state["failure_kind"]) == ("generation", "failed", "model")
+    assert "no candidate" in state["failure"] and "first trajectory failure" in state["failure"]

@@ -182,8 +182,15 @@ async def run_instance(
             outcome = await select_instance(deps, SelectionInputs(iid, instance.problem_statement, candidates, stored_tests(store, iid)))
         if outcome.candidate_id is None:
             kind = _failure_kind(result.failures)
-            store.set_instance_state(iid, "selection", "failed", kind, outcome.reason or "no candidate")
-            services.events(PipelineEvent(iid, "selection", "failed", outcome.reason or ""))
+            # Without a non-empty candidate, generation is where the instance really failed.
+            usable = any(c.patch.strip() for c in candidates)
+            where = "selection" if usable else "generation"
+            first = next(iter(result.failures.values()), "")
+            reason = outcome.reason or "no candidate"
+            if not usable and first:
+                reason = f"{reason}; first trajectory failure: {first}"
+            store.set_instance_state(iid, where, "failed", kind, reason[:2000])
+            services.events(PipelineEvent(iid, where, "failed", reason[:200]))
             return "failed"
         store.set_instance_state(iid, "done", "done")
         services.events(PipelineEvent(iid, "done", "done", outcome.method))
