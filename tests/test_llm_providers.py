@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from codemonkeys.config import ProviderSettings
-from codemonkeys.errors import FailureKind, ProviderError, failure_kind
+from codemonkeys.errors import ContextLimitReached, FailureKind, ProviderError, failure_kind
 from codemonkeys.llm.providers.anthropic import AnthropicModel
 from codemonkeys.llm.providers.openai import OpenAIModel
 from codemonkeys.llm.spec import parse_model_string
@@ -258,11 +258,86 @@ async def test_exhausted_retries_become_a_typed_infra_failure(
 @pytest.mark.parametrize("make", [anthropic, openai_compatible], ids=["anthropic", "openai"])
 async def test_client_errors_are_not_retried(fake_llm_server: FakeLLMServer, make: Any) -> None:
     model: Model = make(fake_llm_server, max_retries=5)
-    fake_llm_server.fail_next(400, message="prompt is too long")
-    with pytest.raises(ProviderError, match="prompt is too long") as raised:
+    fake_llm_server.fail_next(400, message="max_tokens: must be at least 1")
+    with pytest.raises(ProviderError, match="must be at least 1") as raised:
         await model.complete(ask("x"))
     await model.aclose()
     assert raised.value.status_code == 400 and fake_llm_server.request_count == 1
+
+
+# --- context-length refusals: a model-side outcome in every vendor's wording --------------
+
+_LLAMA_CPP_TOO_LONG = {  # llama.cpp's C++ server (tools/server/utils.hpp, format_error_response)
+    "error": {
+        "code": 400,
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 5000,
+        "n_ctx": 4096,
+    }
+}
+_OPENAI_TOO_LONG = {  # OpenAI's answer; llama-cpp-python's server sends the same (captured from it)
+    "error": {
+        "message": "This model's maximum context length is 512 tokens. However, you requested 851 tokens "
+        "(831 in the messages, 20 in the completion). Please reduce the length of the messages or completion.",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+}
+_VLLM_TOO_LONG = (
+    "This model's maximum context length is 4096 tokens. However, you requested 5096 tokens "
+    "(4096 in the messages, 1000 in the completion). Please reduce the length of the messages or completion."
+)
+CONTEXT_REFUSALS = [
+    pytest.param(anthropic, 400, "prompt is too long: 210000 tokens > 200000 maximum", None, 210000, 200000, id="anthropic"),
+    pytest.param(openai_official, 400, None, _OPENAI_TOO_LONG, 831, 512, id="openai-and-llama-cpp-python"),
+    pytest.param(openai_compatible, 400, _VLLM_TOO_LONG, None, 4096, 4096, id="vllm"),
+    pytest.param(openai_compatible, 400, "The decoder prompt (length 5000) is longer than the maximum model length of 4096. "
+                 "Make sure that `max_model_len` is no smaller than the number of text tokens.", None, 5000, 4096, id="vllm-v1"),
+    pytest.param(openai_compatible, 400, "The input (5000 tokens) is longer than the model's context length (4096 tokens).",
+                 None, 5000, 4096, id="sglang"),
+    pytest.param(openai_compatible, 400, None, _LLAMA_CPP_TOO_LONG, 5000, 4096, id="llama-cpp-server"),
+    pytest.param(openai_compatible, 400, "request (5000 tokens) exceeds the available context size (4096 tokens), "
+                 "try increasing it", None, 5000, 4096, id="llama-cpp-server-newer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "status", "message", "body", "prompt", "window"), CONTEXT_REFUSALS)
+async def test_context_length_refusals_are_context_limit_reached(
+    fake_llm_server: FakeLLMServer,
+    make: Any,
+    status: int,
+    message: str | None,
+    body: dict[str, Any] | None,
+    prompt: int,
+    window: int,
+) -> None:
+    model: Model = make(fake_llm_server, max_retries=5)
+    fake_llm_server.fail_next(status, message=message, body=body)
+    with pytest.raises(ContextLimitReached) as raised:
+        await model.complete(ask("a very long prompt"))
+    await model.aclose()
+    assert not isinstance(raised.value, ProviderError)
+    assert failure_kind(raised.value) is FailureKind.MODEL
+    assert (raised.value.prompt_tokens, raised.value.window) == (prompt, window)
+    assert fake_llm_server.request_count == 1  # never retried
+
+
+@pytest.mark.parametrize("make", [anthropic, openai_compatible], ids=["anthropic", "openai"])
+async def test_other_errors_mentioning_length_stay_infrastructure(
+    fake_llm_server: FakeLLMServer, make: Any
+) -> None:
+    model: Model = make(fake_llm_server, max_retries=0)
+    # A server error that happens to quote the wording is the server's trouble, not the prompt's.
+    fake_llm_server.fail_next(500, message="This model's maximum context length is 4096 tokens")
+    with pytest.raises(ProviderError) as raised:
+        await model.complete(ask("x"))
+    fake_llm_server.fail_next(400, message="temperature: must be at most 2")
+    with pytest.raises(ProviderError):
+        await model.complete(ask("x"))
+    await model.aclose()
+    assert failure_kind(raised.value) is FailureKind.INFRA
 
 
 async def test_timeouts_are_retried_then_reported(fake_llm_server: FakeLLMServer) -> None:

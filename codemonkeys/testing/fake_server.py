@@ -72,6 +72,7 @@ class _Fault:
     stall_s: float = 0.0
     message: str | None = None
     api: str | None = None
+    body: dict[str, Any] | None = None
 
 
 def echo_responder(body: dict[str, Any]) -> str:
@@ -154,7 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
                     headers["retry-after"] = f"{fault.retry_after:g}"
                 if fault.retry_after_ms is not None:
                     headers["retry-after-ms"] = str(fault.retry_after_ms)
-                self._send(fault.status, wire.error_body(api, fault.status, fault.message), headers)
+                payload = fault.body or wire.error_body(api, fault.status, fault.message)
+                self._send(fault.status, payload, headers)
                 return
         try:
             reply = state.responder(body)
@@ -281,12 +283,16 @@ class FakeLLMServer:
         times: int = 1,
         message: str | None = None,
         api: str | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
-        """Answer the next ``times`` requests (of ``api``, or any) with an error in the API's own shape."""
+        """Answer the next ``times`` requests (of ``api``, or any) with an error in the API's own shape.
+
+        ``body`` replaces that shape by a given error body (another server's, e.g. llama.cpp's).
+        """
         with self._state.lock:
             for _ in range(times):
                 self._state.faults.append(
-                    _Fault(status, retry_after, retry_after_ms, 0.0, message, api)
+                    _Fault(status, retry_after, retry_after_ms, 0.0, message, api, body)
                 )
 
     def stall_next(self, seconds: float, *, times: int = 1, api: str | None = None) -> None:

@@ -4,7 +4,8 @@ Retries are the SDK's own (``max_retries`` from the provider settings): it
 retries 408/409/429/5xx -- 529 "overloaded" included -- and connection errors
 and timeouts, with exponential backoff, honouring ``retry-after`` and
 ``retry-after-ms``. Whatever still fails becomes a :class:`ProviderError`
-carrying the HTTP status.
+carrying the HTTP status; a 400 "prompt is too long" is the model-side
+:class:`~codemonkeys.errors.ContextLimitReached` instead.
 
 Prompt caching: ``cache_control: {"type": "ephemeral"}`` goes on the system
 block when ``request.system_cache`` and on the last content block of every
@@ -30,8 +31,9 @@ from typing import Any
 import anthropic
 
 from ...config import ProviderSettings
-from ...errors import ProviderError
+from ...errors import ContextLimitReached, ProviderError
 from ..spec import ModelSpec
+from .context_errors import context_limit_error
 from ..types import ChatRequest, ChatResponse, Usage
 
 log = logging.getLogger(__name__)
@@ -96,9 +98,18 @@ def parse_message(message: Any, label: str) -> ChatResponse:
     )
 
 
-def provider_error(exc: anthropic.AnthropicError, label: str) -> ProviderError:
-    """What the SDK raised after its retries, as our typed infrastructure failure."""
+def provider_error(
+    exc: anthropic.AnthropicError, label: str
+) -> ProviderError | ContextLimitReached:
+    """What the SDK raised after its retries, as our typed failure.
+
+    A context-length refusal is the model-side :class:`ContextLimitReached`;
+    everything else is the infrastructure failure :class:`ProviderError`.
+    """
     if isinstance(exc, anthropic.APIStatusError):
+        too_long = context_limit_error(exc.status_code, exc.message, exc.body, label)
+        if too_long is not None:
+            return too_long
         return ProviderError(
             f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code
         )

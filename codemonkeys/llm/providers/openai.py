@@ -5,7 +5,9 @@ One class serves both: ``openai:gpt-4.1`` talks to the OpenAI API,
 string (or ``providers.<name>.base_url``). Retries are the SDK's own
 (408/409/429/5xx, connection errors and timeouts; ``retry-after`` and
 ``retry-after-ms`` honoured); what still fails becomes a :class:`ProviderError`
-with the HTTP status.
+with the HTTP status, except a server's context-length refusal, which is the
+model-side :class:`~codemonkeys.errors.ContextLimitReached` (wordings of OpenAI,
+vLLM, SGLang and llama.cpp in :mod:`.context_errors`).
 
 Caching is automatic on these servers (prefix caching), so ``Message.cache``
 needs no markup here; ``prompt_tokens_details.cached_tokens`` is reported as
@@ -30,10 +32,11 @@ from typing import Any
 import openai
 
 from ...config import ProviderSettings
-from ...errors import ProviderError
+from ...errors import ContextLimitReached, ProviderError
 from ..spec import ModelSpec
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Usage
+from .context_errors import context_limit_error
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +97,18 @@ def parse_completion(completion: Any, label: str, request: ChatRequest) -> ChatR
     )
 
 
-def provider_error(exc: openai.OpenAIError, label: str) -> ProviderError:
-    """What the SDK raised after its retries, as our typed infrastructure failure."""
+def provider_error(
+    exc: openai.OpenAIError, label: str
+) -> ProviderError | ContextLimitReached:
+    """What the SDK raised after its retries, as our typed failure.
+
+    A context-length refusal is the model-side :class:`ContextLimitReached`;
+    everything else is the infrastructure failure :class:`ProviderError`.
+    """
     if isinstance(exc, openai.APIStatusError):
+        too_long = context_limit_error(exc.status_code, exc.message, exc.body, label)
+        if too_long is not None:
+            return too_long
         return ProviderError(
             f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code
         )
