@@ -43,6 +43,10 @@ class DataError(UserError):
     """A dataset row, prediction file or label file that is malformed."""
 
 
+class StoreDamaged(UserError):
+    """A run's store file is not a readable database (truncated, overwritten): the user must move it."""
+
+
 class MissingCredentialsError(UserError):
     """A provider was selected but its API key is not available."""
 

@@ -1,4 +1,4 @@
-"""What several commands share: reading the config the way every command takes it."""
+"""What several commands share: reading the config the way every command takes it, checking a run directory."""
 
 from __future__ import annotations
 
@@ -16,3 +16,18 @@ def load_cli_config(config: str | None, overrides: list[str] | None, mirror_dir:
             raise UserError(f"--mirror-dir {mirror_dir} is not a directory")
         extra.append(f"environment.mirror_dir={mirror_dir.resolve()}")
     return load_config(config, extra)
+
+
+def ensure_run_dir(run_dir: Path) -> Path:
+    """``run_dir``, created if needed; a file there or an unwritable parent is a :class:`UserError`.
+
+    Checked before anything writes into it (the example's files, the store).
+    """
+    run_dir = Path(run_dir).expanduser()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+    return run_dir

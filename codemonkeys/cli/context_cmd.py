@@ -321,7 +321,7 @@ def _print_outcomes(outcomes: list[Outcome], as_json: bool) -> None:
 
 
 def _report(run_dir: Path, dataset: str | None, ids: list[str], as_json: bool) -> None:
-    with RunStore.open_existing(run_dir) as store:
+    with RunStore.open_read_only(run_dir) as store:
         if dataset is not None:
             gold = [
                 (i.instance_id, i.patch) for i in load_instances(dataset, instance_ids=ids or None)

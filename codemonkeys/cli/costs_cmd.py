@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         if by not in _GROUPS:
             raise UserError(f"--by must be one of {', '.join(_GROUPS)}, got {by!r}")
         names = _GROUPS[by]
-        with RunStore.open_existing(run_dir) as store:
+        with RunStore.open_read_only(run_dir) as store:
             rows = store.ledger(group_by=names)
             total = store.ledger(group_by=())
         if as_json:

@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
             else:
                 universe = ids or list(instance_universe(ensemble_members(members)))
             if run_dir is not None:
-                with RunStore.open_existing(run_dir) as store:
+                with RunStore.open_read_only(run_dir) as store:
                     print_report(members, universe, store, as_json)
             else:
                 print_report(members, universe, None, as_json)
@@ -191,7 +191,7 @@ def _pool(store: RunStore, members: Sequence[tuple[str, PredictionSet, Labels | 
         )
     imported = {}
     for path in runs:
-        with RunStore.open_existing(path) as other:
+        with RunStore.open_read_only(path) as other:
             imported[str(path)] = include_run(store, other, Path(path).name, ids)
         console.print(f"{path}: {imported[str(path)]} candidates included", highlight=False, soft_wrap=True)
     return {"added": dict(summary.added), "no_patch": dict(summary.no_patch), "unparsable": dict(summary.unparsable),

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         """Write one prediction per instance with a selection (instance_id, model_name_or_path, model_patch)."""
         from ..export import export_predictions, oracle_tainted
 
-        with RunStore.open_existing(run_dir) as store:
+        with RunStore.open_read_only(run_dir) as store:
             rows = export_predictions(store, output, model_name=model_name, allow_oracle=allow_oracle)
             without = sum(1 for s in store.selections() if s["candidate_id"] is None)
         note = f"; {without} instance(s) had nothing to select" if without else ""

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from ..report.html import write
 
         console = Console(stderr=True)
-        with RunStore.open_existing(run_dir) as store:
+        with RunStore.open_read_only(run_dir) as store:
             if export_candidates is not None:
                 files = export_candidate_files(store, export_candidates)
                 rows = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in files)

@@ -16,12 +16,14 @@ from ..errors import UserError
 from ..examples import resolve_dataset
 from ..store import RunStore
 from ..swebench.instances import Instance, load_instances, split_ids
+from .common import ensure_run_dir
 
 
 def _prepare(
     config_name: str, overrides: list[str], dataset: str | None, ids: list[str], mirror_dir: Path | None, run_dir: Path
 ) -> tuple[Config, list[Instance]]:
     """The config and instances of a run; ``--dataset example`` is the bundled instance."""
+    ensure_run_dir(run_dir)
     if dataset is not None:
         dataset, extra = resolve_dataset(dataset, run_dir)
         overrides = [*extra, *overrides]
@@ -77,7 +79,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Where every instance of a run stands: stage, status, trajectories, selection, failures."""
-        with RunStore.open_existing(run_dir) as store:
+        with RunStore.open_read_only(run_dir) as store:
             rows = status_rows(store)
             windows = json.loads(store.get_meta("context_windows") or "[]")
         if as_json:

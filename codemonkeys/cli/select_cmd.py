@@ -264,7 +264,7 @@ def register(app: typer.Typer) -> None:
         from ..swebench.instances import split_ids
 
         if report:
-            with RunStore.open_existing(run_dir) as store:
+            with RunStore.open_read_only(run_dir) as store:
                 report_selection(store, load_labels(labels) if labels else None, as_json)
             return
         if labels is not None:

@@ -69,7 +69,7 @@ def _ledger_means(run_dir: Path) -> dict[str, float]:
     """Mean cost per finished instance and stage in an existing run directory."""
     if not (Path(run_dir) / DB_NAME).is_file():
         return {}
-    with RunStore.open_existing(run_dir) as store:
+    with RunStore.open_read_only(run_dir) as store:
         done = {row["instance_id"] for row in store.instance_states() if row["status"] == "done"}
         per_stage: dict[str, list[float]] = {}
         for row in store.ledger(group_by=("instance_id", "stage")):

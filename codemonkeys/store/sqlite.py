@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import StoreDamaged, UserError
 from .records import CallRecord, ContextDecision, LedgerRow, TestExecution, TrajectoryRecord, TurnRecord
 
 DB_NAME = "run.sqlite"
@@ -140,27 +140,101 @@ CREATE TABLE IF NOT EXISTS selections (
 );
 """
 
-_LEDGER_COLUMNS = {"stage", "model", "instance_id", "trajectory"}
+_LEDGER_COLUMNS = frozenset({"stage", "model", "instance_id", "trajectory"})
+_TRAJECTORY_COLUMNS = frozenset({"instance_id", "kind"})
+_WAY_OUT = "move it away (or pass a new --run-dir) to start over, or restore it from a backup"
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_UNWRITABLE = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
+
+
+def _existing(run_dir: Path) -> Path:
+    run_dir = Path(run_dir).expanduser()
+    path = run_dir / DB_NAME
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a run directory ({'a file' if run_dir.exists() else 'no such directory'})")
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no {DB_NAME})")
+    return path
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """A connection; read-only ones go through a ``mode=ro`` URI and create no files.
+
+    A store nobody has open has no ``-wal`` file. Reading it ``mode=ro`` would
+    leave ``-wal`` and ``-shm`` behind, so it is opened ``immutable`` instead
+    (nothing is writing it); a store a live run holds open is read ``mode=ro``
+    through that run's WAL. A crashed run's WAL in a read-only directory cannot
+    be read: then the main file alone is (its last writes may be missing).
+    """
+    if not read_only:
+        return sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+    uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None, timeout=30.0)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _UNWRITABLE:
+                raise
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+
+
+@contextmanager
+def _sqlite_errors(path: Path, *, read_only: bool) -> Iterator[None]:
+    """SQLite's damaged-file and unwritable-file errors as one-line user errors naming the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in _DAMAGED:
+            raise StoreDamaged(f"{path} is damaged ({exc}): {_WAY_OUT}") from exc
+        if code in _UNWRITABLE and not read_only:
+            raise UserError(
+                f"{path} cannot be written ({exc}); status, costs, report and export still read it"
+            ) from exc
+        raise
 
 
 class RunStore:
     """All persistent state of one run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row["value"]) != SCHEMA_VERSION:
-                raise UserError(f"{path} has store schema {row['value']}, this version reads {SCHEMA_VERSION}")
+        with _sqlite_errors(path, read_only=read_only):
+            self._conn = _connect(path, read_only=read_only)
+            self._conn.row_factory = sqlite3.Row
+            with self._lock:
+                if read_only:
+                    self._check_schema(self._read_schema_version())
+                    return
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                self._conn.executescript(_SCHEMA)
+                row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._check_schema(row)
+
+    def _read_schema_version(self) -> sqlite3.Row | None:
+        try:
+            return self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()  # type: ignore[no-any-return]
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise StoreDamaged(f"{self.path} is not a codemonkeys run store ({exc}): {_WAY_OUT}") from exc
+
+    def _check_schema(self, row: sqlite3.Row | None) -> None:
+        if row is None:
+            if self.read_only:
+                raise StoreDamaged(f"{self.path} has no schema version: {_WAY_OUT}")
+            return
+        if int(row["value"]) != SCHEMA_VERSION:
+            raise UserError(f"{self.path} has store schema {row['value']}, this version reads {SCHEMA_VERSION}")
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -170,16 +244,25 @@ class RunStore:
         run_dir = Path(run_dir).expanduser()
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"run directory {run_dir} exists and is not a directory")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
         return cls(run_dir / DB_NAME)
 
     @classmethod
     def open_existing(cls, run_dir: Path) -> RunStore:
-        """Open the store of a run that must already exist (for reports)."""
-        path = Path(run_dir).expanduser() / DB_NAME
-        if not path.is_file():
-            raise UserError(f"{run_dir} is not a run directory (no {DB_NAME})")
-        return cls(path)
+        """Open the store of a run that must already exist, for writing (``select`` on a run)."""
+        return cls(_existing(run_dir))
+
+    @classmethod
+    def open_read_only(cls, run_dir: Path) -> RunStore:
+        """Open the store of an existing run for reading only (status, costs, report, export, show).
+
+        Works on read-only and archived run directories and never changes the
+        directory: no schema script, no WAL switch, no files created.
+        """
+        return cls(_existing(run_dir), read_only=True)
 
     def close(self) -> None:
         with self._lock:
@@ -193,22 +276,23 @@ class RunStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Several writes that land together or not at all."""
-        with self._lock:
+        """Several writes that land together or not at all; a failed COMMIT rolls back too."""
+        with self._lock, _sqlite_errors(self.path, read_only=self.read_only):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path, read_only=self.read_only):
             return self._conn.execute(sql, params).fetchall()
 
     def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._lock:
+        with self._lock, _sqlite_errors(self.path, read_only=self.read_only):
             self._conn.execute(sql, params)
 
     # --- meta -----------------------------------------------------------------
@@ -494,7 +578,7 @@ class RunStore:
         return _trajectory(rows[0]) if rows else None
 
     def trajectories(self, instance_id: str | None = None, kind: str | None = None) -> list[TrajectoryRecord]:
-        clauses, params = _where({"instance_id": instance_id, "kind": kind})
+        clauses, params = _where({"instance_id": instance_id, "kind": kind}, _TRAJECTORY_COLUMNS)
         rows = self._query(f"SELECT * FROM trajectories{clauses} ORDER BY instance_id, kind, idx", params)
         return [_trajectory(row) for row in rows]
 
@@ -563,14 +647,14 @@ class RunStore:
         return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
 
 
-def _where(filters: dict[str, str | None]) -> tuple[str, list[Any]]:
+def _where(filters: dict[str, str | None], columns: frozenset[str] = _LEDGER_COLUMNS) -> tuple[str, list[Any]]:
     clauses = []
     params: list[Any] = []
     for column, value in filters.items():
         if value is None:
             continue
-        if column not in _LEDGER_COLUMNS | {"kind"}:
-            raise UserError(f"cannot filter by {column!r}")
+        if column not in columns:
+            raise UserError(f"cannot filter by {column!r}; choose from {', '.join(sorted(columns))}")
         clauses.append(f"{column}=?")
         params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -10,7 +10,9 @@ file is fixed in one pass.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +135,9 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as exc:
-                            raise DataError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+                            raise DataError(
+                                f"{path}: line {number} column {exc.colno}: not valid JSON: {exc.msg}"
+                            ) from None
             return rows
         if suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -143,13 +147,17 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
                 raise DataError(f"{path}: expected a list of instances, got {type(data).__name__}")
             return data
         if suffix == ".parquet":
+            import pyarrow
             import pyarrow.parquet as pq
 
-            return pq.read_table(path).to_pylist()
+            try:
+                return pq.read_table(path).to_pylist()  # type: ignore[no-any-return]
+            except pyarrow.ArrowException as exc:
+                raise DataError(f"{path}: not a readable parquet file: {exc}") from None
     except OSError as exc:
         raise DataError(f"cannot read dataset {path}: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON: {exc.msg}") from None
+        raise DataError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}") from None
     raise DataError(f"dataset file {path} must end in .jsonl, .json or .parquet")
 
 
@@ -159,10 +167,23 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
     except ImportError as exc:  # pragma: no cover - declared dependency
         raise DataError("loading from the hub needs the 'datasets' package") from exc
     try:
-        table = datasets.load_dataset(name, split=split)
+        with _hub_logs_once():
+            table = datasets.load_dataset(name, split=split)
     except Exception as exc:  # noqa: BLE001 - the hub client raises many unrelated types
         raise DataError(f"cannot load dataset {name!r} (split {split!r}) from the hub: {exc}") from exc
     return [dict(row) for row in table]
+
+
+@contextmanager
+def _hub_logs_once() -> Iterator[None]:
+    """The hub client logs through its own handler; keep its records from reaching ours a second time."""
+    hub = logging.getLogger("huggingface_hub")
+    before = hub.propagate
+    hub.propagate = not hub.handlers
+    try:
+        yield
+    finally:
+        hub.propagate = before
 
 
 def load_instances(
@@ -185,6 +206,8 @@ def load_instances(
             raise DataError(f"dataset {str(dataset)!r} is neither an existing file nor a hub name (owner/name)")
         rows = _read_hub(name, split)
         source = f"{name}[{split}]"
+    if not rows:
+        raise DataError(f"dataset {source} has no instances")
     if instance_ids:
         wanted = list(dict.fromkeys(instance_ids))
         by_id = {row.get("instance_id"): row for row in rows if isinstance(row, Mapping)}
