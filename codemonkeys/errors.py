@@ -47,6 +47,10 @@ class StoreDamaged(UserError):
     """A run's store file is not a readable database (truncated, overwritten): the user must move it."""
 
 
+class EndpointError(UserError):
+    """A configured model server is not answering, rejects the key, or does not serve the model."""
+
+
 class MissingCredentialsError(UserError):
     """A provider was selected but its API key is not available."""
 

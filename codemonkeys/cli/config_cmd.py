@@ -22,7 +22,10 @@ def register(app: typer.Typer) -> None:
         plain: bool = typer.Option(False, help="Print plain YAML without colours."),
     ) -> None:
         """Print CONFIG with overrides applied and every default filled in."""
+        from ..llm.preflight import check_model_strings
+
         resolved = load_config(Path(config) if Path(config).exists() else config, overrides or [])
+        check_model_strings(resolved)  # the rule `run` applies, so show never accepts what run rejects
         text = dump_config(resolved)
         console = Console()
         if plain or not console.is_terminal:

@@ -132,15 +132,24 @@ def status_rows(store: RunStore) -> list[dict[str, object]]:
     return rows
 
 
+_STAGES_UP_TO = {
+    "generation": ("relevance", "ranking", "testing", "editing"),
+    "selection": ("relevance", "ranking", "testing", "editing", "selection"),
+}
+
+
 def _run(
     cfg: Config, instances: list[Instance], run_dir: Path, *, retry_infra: bool, allow_oracle: bool,
     stop_after: str = "selection",
 ) -> None:
+    from ..llm.preflight import preflight
     from ..pipeline.build import open_services
     from ..pipeline.run import choose_instances, run_instances
     from .live import LiveView
 
     console = Console(stderr=True)
+    # Before any repository, image or paid call: a stopped or misnamed server is one line now.
+    preflight(cfg, os.environ, stages=_STAGES_UP_TO[stop_after])
     with RunStore.open(run_dir) as probe:
         chosen = choose_instances(probe, instances, retry_infra=retry_infra)
     if chosen.failed:

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
@@ -92,6 +92,7 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {wire.ANTHROPIC: 0, wire.OPENAI: 0})
     connections: set[socket.socket] = field(default_factory=set)
+    models: tuple[str, ...] | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,6 +115,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: a test server that prints every request drowns the test output."""
 
     def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        models = self.server.state.models
+        if path in ("/v1/models", "/models") and models is not None:
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in models]})
+            return
         self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
     def do_POST(self) -> None:
@@ -213,9 +219,12 @@ class FakeLLMServer:
         port: int = 0,
         record: bool = True,
         min_cache_tokens: int = 0,
+        models: Sequence[str] | None = None,
     ) -> None:
+        """``models``: the ids ``GET /v1/models`` lists (``None``: no such route, as some servers)."""
         caches = wire.PrefixCache(min_cache_tokens), wire.PrefixCache(min_cache_tokens)
         self._state = _State(responder or echo_responder, latency_s, record, *caches)
+        self._state.models = None if models is None else tuple(models)
         self._httpd = _Server(("127.0.0.1", port), self._state)
         self._thread: threading.Thread | None = None
 
@@ -323,7 +332,9 @@ class FakeLLMServer:
 
 
 @contextlib.contextmanager
-def fake_server_process(latency_s: float = 0.0, *, python: str = sys.executable) -> Iterator[str]:
+def fake_server_process(
+    latency_s: float = 0.0, *, python: str = sys.executable, models: Sequence[str] | None = None
+) -> Iterator[str]:
     """Run the server in a child process; yields its URL and terminates it on exit."""
     command = [
         python,
@@ -333,6 +344,7 @@ def fake_server_process(latency_s: float = 0.0, *, python: str = sys.executable)
         "0",
         "--latency",
         str(latency_s),
+        *([] if models is None else ["--models", ",".join(models)]),
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -357,9 +369,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--min-cache-tokens", type=int, default=0)
+    parser.add_argument("--models", default=None, help="comma-separated ids GET /v1/models lists")
     args = parser.parse_args(argv)
     server = FakeLLMServer(
-        latency_s=args.latency, port=args.port, record=False, min_cache_tokens=args.min_cache_tokens
+        latency_s=args.latency, port=args.port, record=False, min_cache_tokens=args.min_cache_tokens,
+        models=None if args.models is None else [m for m in args.models.split(",") if m],
     )
 
     def _stop(signum: int, frame: FrameType | None) -> None:
