@@ -347,6 +347,9 @@ async def test_packing_is_clamped_to_the_editing_window(tmp_path: Path, run_stor
     result = await stage.run(ContextTask("i", ISSUE, tmp_path / "repo", commit))
     assert result.window_limit_tokens == first and result.budget_tokens == first
     assert result.included_paths == ["pkg/formats.py"] and result.not_fitting == ["pkg/dates.py"]
+    # The ranker was told the clamped cap, and a target no larger.
+    body = models.ranking.calls[0].request.messages[0].content
+    assert f"about {first} tokens" in body and f"never more than {first} tokens" in body
     # No room at all: the stage fails rather than hand generation nothing.
     stage.reserve = WindowReserve(window=10, max_output_tokens=300, turns=2, turn_tokens=50)
     with pytest.raises(EmptyContext, match="fits the packing budget of 0"):

@@ -186,17 +186,17 @@ class ContextStage:
             RankingItem(c.path, pack_tokens[c.blob], decisions[c.path].summary or "")
             for c in relevant
         ]
-        await self._rank(task, items, ranking, result)
-        by_path = {c.path: c for c in relevant}
         limit = None
         if self.reserve is not None:
             issue_tokens = self.pack_tokenizer.count_many([task.problem_statement])[0]
             limit = window_limit(self.reserve, issue_tokens)
         result.window_limit_tokens = limit
-        result.target_tokens = self.config.target_tokens
         cap = packing_budget(self.config.budget_tokens, limit)
+        result.target_tokens = min(self.config.target_tokens, cap)
+        await self._rank(task, items, ranking, result, cap)
+        by_path = {c.path: c for c in relevant}
         if result.ranking_fallback:  # no ranker chose a subset: read about what it would have
-            cap = min(cap, self.config.target_tokens)
+            cap = result.target_tokens
         result.budget_tokens = cap
         packing = pack(
             [PackItem(path, pack_tokens[by_path[path].blob]) for path in result.ranked],
@@ -354,8 +354,9 @@ class ContextStage:
         items: list[RankingItem],
         gateway: ChatGateway,
         result: ContextResult,
+        cap: int,
     ) -> None:
-        """Rank ``items`` ``ranking_runs`` times and merge; failed runs are recorded and left out.
+        """Rank ``items`` ``ranking_runs`` times (against ``result.target_tokens``, at most ``cap``) and merge; failed runs are recorded and left out.
 
         Files no successful run names are left out. When every run fails the
         order is lexical similarity to the issue, and that is recorded; when
@@ -368,9 +369,10 @@ class ContextStage:
             result.mean_ranks = mean_relative_ranks([], fallback)
             return
         runs = self.config.ranking_runs
-        first = await self._rank_once(task, items, gateway, 0)
+        target = result.target_tokens
+        first = await self._rank_once(task, items, gateway, 0, target, cap)
         rest = await asyncio.gather(
-            *(self._rank_once(task, items, gateway, i) for i in range(1, runs))
+            *(self._rank_once(task, items, gateway, i, target, cap) for i in range(1, runs))
         )
         infra = False
         for outcome in (first, *rest):
@@ -399,14 +401,20 @@ class ContextStage:
         }
 
     async def _rank_once(
-        self, task: ContextTask, items: list[RankingItem], gateway: ChatGateway, sample: int
+        self,
+        task: ContextTask,
+        items: list[RankingItem],
+        gateway: ChatGateway,
+        sample: int,
+        target: int,
+        cap: int,
     ) -> list[str] | RankFailure:
         """Run ``sample`` of the ranking, reusing a stored run of the same request."""
         request = self.ranking_prompt.request(
             task.problem_statement,
             items,
-            target=self.config.target_tokens,
-            budget=self.config.budget_tokens,
+            target=target,
+            budget=cap,
             sample=sample,
         )
         key = f"ranking/{request.key(model_key(gateway.name))}"
