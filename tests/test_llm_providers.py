@@ -413,5 +413,31 @@ async def test_openai_odd_answers(fake_llm_server: FakeLLMServer) -> None:
     await model.aclose()
     label = model.name
     assert estimated.usage == Usage(
-        count_tokens(request.prompt_text(), label), count_tokens("fine", label)
+        count_tokens(request.prompt_text(), label), count_tokens("fine", label), estimated=True
     )
+
+
+async def test_openai_usage_is_the_servers_or_a_marked_estimate(fake_llm_server: FakeLLMServer) -> None:
+    model = openai_compatible(fake_llm_server)
+    request = ask("how many tokens is this?")
+    label = model.name
+    prompt = count_tokens(request.prompt_text(), label)
+    answers = {
+        "server": _completion({"role": "assistant", "content": "fine"}),
+        "no prompt count": {**_completion({"role": "assistant", "content": "fine"}),
+                            "usage": {"completion_tokens": 2, "total_tokens": 2}},
+        "empty answer, no usage": _completion({"role": "assistant", "content": ""}, usage=False),
+    }  # fmt: skip
+    seen = {}
+    for name, body in answers.items():
+        fake_llm_server.set_responder(lambda _, body=body: body)
+        seen[name] = (await model.complete(request)).usage
+    await model.aclose()
+    assert seen["server"] == Usage(10, 2)  # the server's own numbers, not ours
+    assert seen["no prompt count"] == Usage(prompt, count_tokens("fine", label), estimated=True)
+    # Never booked as free: the end-of-text token was generated even for an empty answer.
+    assert seen["empty answer, no usage"] == Usage(prompt, 1, estimated=True)
+    # The mark survives the response cache.
+    from codemonkeys.llm.types import ChatResponse
+
+    assert ChatResponse.from_json(ChatResponse("x", seen["no prompt count"]).to_json()).usage.estimated

@@ -78,6 +78,8 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    # True when the server reported no usage and the counts are our offline estimate.
+    estimated: bool = False
 
     @property
     def prompt_tokens(self) -> int:
@@ -89,6 +91,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
+            self.estimated or other.estimated,
         )
 
 
@@ -112,6 +115,7 @@ class ChatResponse:
                     "output_tokens": usage.output_tokens,
                     "cache_read_tokens": usage.cache_read_tokens,
                     "cache_write_tokens": usage.cache_write_tokens,
+                    "estimated": usage.estimated,
                 },
                 "stop_reason": self.stop_reason,
                 "model": self.model,

@@ -13,6 +13,10 @@ Caching is automatic on these servers (prefix caching), so ``Message.cache``
 needs no markup here; ``prompt_tokens_details.cached_tokens`` is reported as
 cache reads and taken out of ``input_tokens``.
 
+Usage is the server's own ``usage`` object. A server that omits it (or its
+prompt count) gets the offline token counter's estimate, marked
+``Usage.estimated``: a call is never booked as free.
+
 Request shape: ``max_completion_tokens`` for the OpenAI API (``max_tokens`` is
 deprecated there and rejected by reasoning models), ``max_tokens`` for
 compatible servers (which all accept it). Reasoning models (o1/o3/o4, gpt-5)
@@ -63,6 +67,27 @@ def build_params(
     return params
 
 
+def completion_usage(usage: Any, request: ChatRequest, text: str, label: str) -> Usage:
+    """Tokens from the server's own ``usage``; estimated offline (and marked so) where it has none.
+
+    Some compatible servers omit ``usage``, or send it without a prompt count;
+    the call is then booked at the token counter's estimate, never as free.
+    """
+    prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    completion = getattr(usage, "completion_tokens", None) if usage is not None else None
+    if prompt and completion is not None:
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = (getattr(details, "cached_tokens", None) or 0) if details is not None else 0
+        return Usage(input_tokens=max(0, prompt - cached), output_tokens=completion, cache_read_tokens=cached)
+    log.warning("%s returned no usage; estimating tokens offline", label)
+    return Usage(
+        input_tokens=max(1, count_tokens(request.prompt_text(), label)),
+        # At least the end-of-text token was generated, even for an empty answer.
+        output_tokens=max(1, count_tokens(text, label)),
+        estimated=True,
+    )
+
+
 def parse_completion(completion: Any, label: str, request: ChatRequest) -> ChatResponse:
     """A ``ChatCompletion`` from the SDK into our response (see the module docstring for errors)."""
     if not completion.choices:
@@ -77,21 +102,9 @@ def parse_completion(completion: Any, label: str, request: ChatRequest) -> ChatR
                 f"{label} returned a message without content (finish_reason={stop_reason!r})"
             )
         text, stop_reason = refusal, "refusal"
-    usage = completion.usage
-    if usage is None:
-        # Some compatible servers omit usage; estimate rather than record a free call.
-        log.warning("%s returned no usage; estimating tokens offline", label)
-        prompt = count_tokens(request.prompt_text(), label)
-        return ChatResponse(text, Usage(prompt, count_tokens(text, label)), stop_reason, label)
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = (getattr(details, "cached_tokens", None) or 0) if details is not None else 0
     return ChatResponse(
         text=text,
-        usage=Usage(
-            input_tokens=max(0, (usage.prompt_tokens or 0) - cached),
-            output_tokens=usage.completion_tokens or 0,
-            cache_read_tokens=cached,
-        ),
+        usage=completion_usage(completion.usage, request, text, label),
         stop_reason=stop_reason,
         model=label,
     )
