@@ -150,6 +150,13 @@ class SelectionConfig(Section):
     file_limit_chars: int = Field(200_000, gt=100)
     # Ensembles: testing trajectories run for an instance that has no tests yet.
     generated_tests: int = Field(10, gt=0)
+    # Which candidates the selection trajectory compares: "top_k" narrows them by test votes
+    # first; "all" gives it every distinct candidate with no vote (the votes are still run,
+    # recorded and used as the fallback). ``candidates`` is for a run's own candidates (the
+    # paper votes there); ``ensemble_candidates`` for `codemonkeys ensemble`, where the paper
+    # gives every candidate to the selector ("top_k" keeps a large pool affordable).
+    candidates: Literal["top_k", "all"] = "top_k"
+    ensemble_candidates: Literal["top_k", "all"] = "all"
 
 
 # --- infrastructure ---------------------------------------------------------

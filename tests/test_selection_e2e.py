@@ -123,7 +123,7 @@ async def test_votes_then_the_trajectory_picks_the_right_candidate_and_reruns_ar
     assert len(model.calls) == 2
     system = model.calls[0].request.system or ""
     assert "def area(width, height):" in system and ISSUE in system
-    assert "area(4, 5)" in system or "area(2, 3)" in system  # the top-voted test is shown
+    assert "area(4, 5)" in system or "area(2, 3)" in system  # a counted test is shown as the example
     stored = store.selection("shapes-1")
     assert stored is not None and stored["candidate_id"] == "c-right"
     assert stored["method"] == "selection_trajectory" and stored["data"]["cells"] == 12
@@ -145,7 +145,7 @@ async def test_votes_then_the_trajectory_picks_the_right_candidate_and_reruns_ar
     assert fallback.reason is not None and fallback.reason.startswith("model: TurnLimitReached")
     assert len(babbler.calls) == 2
     assert "neither a <choice> nor a <test>" in babbler.calls[1].request.messages[-1].content
-    assert "last turn" in babbler.calls[1].request.messages[-1].content
+    assert "write a <test> now" in babbler.calls[1].request.messages[-1].content  # no test of its own yet
     # A model failure stands on a rerun: no new call.
     again_babbler = ScriptedModel([], name="scripted:babbler")
     assert (await run_selection(store, shapes_env, again_babbler, max_turns=2))[0].method == "fallback_top_vote"

@@ -30,7 +30,8 @@ from codemonkeys.selection import (
     select_instance,
     stored_candidates,
     stored_tests,
-    top_test,
+    example_test,
+    presentation_order,
     usable_candidates,
 )
 from codemonkeys.store import RunStore
@@ -125,30 +126,39 @@ async def test_run_matrix_refuses_an_empty_candidate() -> None:
 # --- choosing what the model sees ---------------------------------------------------------
 
 
-async def test_top_test_backs_the_leader_and_discriminates_most() -> None:
+async def _matrix(table: dict[str, dict[str, TestOutcome]]):  # type: ignore[no-untyped-def]
     patches = {name: diff(f"x = {i}\n") for i, name in enumerate("abc", 1)}
     groups = group_candidates([Candidate(id=n, patch=p) for n, p in patches.items()])
-    tests = make_tests(["broad\n", "sharp\n", "passes-anyway\n", "never\n"])
-    table = {
-        "broad\n": {"": N, "a": F, "b": F, "c": F},
-        "sharp\n": {"": N, "a": F, "b": N, "c": N},
-        "passes-anyway\n": {"": F, "a": F, "b": F, "c": F},
-        "never\n": {"": N, "a": N, "b": N, "c": N},
-    }
     outcomes: dict[tuple[str, str], list[TestOutcome]] = defaultdict(list)
     for script, row in table.items():
         for name, outcome in row.items():
             outcomes[(patch_key(patches.get(name, "")), runner_module.test_hash(script))].append(outcome)
-    matrix = await run_matrix(ScriptedRunner(outcomes), tests, groups)
-    top = rank_candidates(groups, matrix.results, matrix.original)[:3]
-    assert top[0].group.member_ids == ("a",)
-    chosen = top_test(top, matrix)
-    assert chosen is not None and chosen.script == "sharp\n"
-    # Nobody passes anything: the first counted test; no tests at all: none.
-    losers = rank_candidates(groups, {}, matrix.original)
-    assert (top_test(losers, matrix) or tests[0]).script == "broad\n"
+    matrix = await run_matrix(ScriptedRunner(outcomes), make_tests(list(table)), groups)
+    return groups, matrix
+
+
+async def test_the_example_test_and_the_order_carry_no_vote_information() -> None:
+    scripts = ["broad\n", "sharp\n", "passes-anyway\n"]
+    rows = [{"": N, "a": F, "b": F, "c": F}, {"": N, "a": F, "b": N, "c": N}, {"": F, "a": F, "b": F, "c": F}]
+    groups, matrix = await _matrix(dict(zip(scripts, rows, strict=True)))
+    # The same tests with the results swapped so that another candidate leads the vote.
+    swapped = [{"": N, "a": F, "b": F, "c": F}, {"": N, "a": N, "b": N, "c": F}, {"": F, "a": F, "b": F, "c": F}]
+    _, other = await _matrix(dict(zip(scripts, swapped, strict=True)))
+    leaders = [rank_candidates(groups, m.results, m.original) for m in (matrix, other)]
+    assert leaders[0][0].group.member_ids == ("a",) and leaders[1][0].group.member_ids == ("c",)
+    chosen = example_test(matrix)
+    assert chosen is not None and chosen == example_test(other)
+    # A counted test (it fails on the original code), the one with the smallest hash.
+    counted = [t for t in matrix.tests if t.script != "passes-anyway\n"]
+    assert chosen == min(counted, key=lambda t: runner_module.test_hash(t.script))
+    # Shown by patch hash whatever the votes.
+    orders = [[r.key for r in presentation_order(ranking)] for ranking in leaders]
+    assert orders[0] == orders[1] == sorted(g.key for g in groups)
+    # Only tests that pass on the original: the first test; no tests at all: none.
+    _, useless = await _matrix({"passes-anyway\n": rows[2]})
+    assert (example_test(useless) or matrix.tests[0]).script == "passes-anyway\n"
     matrix.tests = []
-    assert top_test(top, matrix) is None
+    assert example_test(matrix) is None
 
 
 def test_usable_candidates_drop_empty_and_unreadable_patches() -> None:
@@ -220,7 +230,7 @@ def test_selection_prompts_render_and_their_examples_parse(tmp_path: Path) -> No
     run = {"label": "candidate 1", "exit_code": 0, "outcome": "fixed", "output": "ok"}
     system = prompt.render(
         "selection_system", issue="the issue", files=[{"path": "m.py", "content": "x = 0\n"}],
-        candidates=[{"number": 1, "diff": diff("x = 1\n"), "votes": 1}, {"number": 2, "diff": diff("x = 2\n"), "votes": 0}],
+        candidates=[{"number": 1, "diff": diff("x = 1\n")}, {"number": 2, "diff": diff("x = 2\n")}],
         test="import sys\nsys.exit(0)\n", runs=[run], total_tests=3,
     )
     assert '<candidate number="2">' in system and '<file path="m.py">' in system
@@ -234,4 +244,6 @@ def test_selection_prompts_render_and_their_examples_parse(tmp_path: Path) -> No
     assert parse_test_script(test_example).script.startswith("import sys")
     assert "last turn" in prompt.render("selection_feedback", runs=[run], turns_left=1)
     assert "3 turns left" in prompt.render("selection_feedback", runs=[run], turns_left=3)
-    assert "last turn" in prompt.render("parse_error", error="bad", turns_left=1)
+    assert "last turn" in prompt.render("parse_error", error="bad", turns_left=1, tested=True)
+    assert "write a <test> now" in prompt.render("parse_error", error="bad", turns_left=1, tested=False)
+    assert "votes" not in system and "how many" not in system

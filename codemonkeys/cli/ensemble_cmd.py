@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
             if not instances:
                 raise UserError(f"{run_dir} has no instances yet: pass --dataset")
             pooled = _pool(store, members, include_run or [], [i.instance_id for i in instances], console)
-            results = asyncio.run(_select(cfg, store, instances, console, make_test_writer(cfg, store)))
+            results = asyncio.run(_select(cfg, store, instances, console, make_test_writer(cfg, store), ensemble=True))
             _finish_with_report(results, members, [i.instance_id for i in instances], store, as_json, pooled)
 
 

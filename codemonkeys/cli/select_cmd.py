@@ -85,6 +85,7 @@ async def select_many(
     *,
     prepare: Prepare | None = None,
     on_done: Callable[[InstanceResult], None] | None = None,
+    ensemble: bool = False,
 ) -> list[InstanceResult]:
     """Select for every instance, a few at a time; each instance is a failure boundary."""
     gate = asyncio.Semaphore(cfg.max_concurrent_instances)
@@ -92,7 +93,9 @@ async def select_many(
 
     def inputs(instance: Instance) -> SelectionInputs:
         iid = instance.instance_id
-        return SelectionInputs(iid, instance.problem_statement, stored_candidates(store, iid), stored_tests(store, iid))
+        return SelectionInputs(
+            iid, instance.problem_statement, stored_candidates(store, iid), stored_tests(store, iid), ensemble=ensemble
+        )
 
     async def one(instance: Instance) -> InstanceResult:
         iid = instance.instance_id
@@ -277,7 +280,9 @@ def register(app: typer.Typer) -> None:
         _finish(results, as_json)
 
 
-async def _select(cfg: Config, store: RunStore, instances: list[Instance], console: Console, prepare_factory: Any = None) -> list[InstanceResult]:
+async def _select(
+    cfg: Config, store: RunStore, instances: list[Instance], console: Console, prepare_factory: Any = None, *, ensemble: bool = False
+) -> list[InstanceResult]:
     from ..budget import BudgetGuard
     from ..llm.registry import resolve_secrets
     from ..sandbox.factory import make_sandbox_factory
@@ -292,6 +297,7 @@ async def _select(cfg: Config, store: RunStore, instances: list[Instance], conso
         return await select_many(
             cfg, store, hub, make_sandbox_factory(cfg.sandbox), image_env_provider(cfg, console), instances,
             prepare=prepare,
+            ensemble=ensemble,
             on_done=lambda r: console.print(
                 f"{r.instance_id}: {r.outcome.method if r.outcome else f'failed ({r.failure_kind})'}", highlight=False
             ),

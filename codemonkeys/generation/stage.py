@@ -95,9 +95,9 @@ async def run_pipeline(
 ) -> TrajectoryState:
     """Trajectory ``index``: its test first, then its edit."""
     test_state = await testing_trajectory(testing, inputs.instance_id, inputs.issue, index)
-    if editing.warm is not None and index == 0 and test_state.status == "failed":
-        editing.warm.set()
     if test_state.status == "failed" or test_state.test is None:
+        if editing.warm is not None and index == 0:
+            editing.warm.set()  # no editing trajectory 0: the others must not wait for it
         return test_state
     system = editing.prompt.render("editing_system", issue=inputs.issue, files=list(inputs.files))
     fresh = TrajectoryState(
@@ -129,7 +129,8 @@ async def generate(
         if state.status == "failed":
             result.failures[state.trajectory_id] = f"{state.failure_kind}: {state.failure}"
             continue
-        if state.kind != "editing":
+        if state.kind != "editing":  # the testing phase ended without a test (the context window)
+            result.failures[state.trajectory_id] = f"{state.failure_kind or 'model'}: {state.failure or 'no test'}"
             continue
         patch = normalize_patch(draft_diff(state)) if state.draft else ""
         if not patch.strip():

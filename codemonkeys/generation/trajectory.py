@@ -1,42 +1,48 @@
-"""The testing and editing state machines (paper section 3.2).
+"""The testing and editing trajectories (paper section 3.2): two configurations of the agent loop.
 
-Both are loops of: ask the model, parse, act in the sandbox, tell the model
-what happened. State is saved after every turn. A resumed trajectory replays
-its saved conversation, so the next request is byte-identical to the one that
-was in flight and the response cache answers it for free.
+Each configuration names its words (``prompts/generation.j2``), its answer
+parser (:mod:`.answers`) and its act; the loop in :mod:`codemonkeys.agent`
+owns everything else (re-asks, the turn limit, the context window, saving,
+resume).
+
+* Testing: a ``<test>`` runs on the original code; ``<done/>`` ends it, but
+  only once there is a test. At the turn limit it keeps its last test, or
+  fails (``TurnLimitReached``) when it never wrote one.
+* Editing: edits accumulate on a draft; each turn the test (the model may
+  replace it) runs on the original and on the edited code, and the model sees
+  both runs, the diff and the current text of every file it changed.
+  ``<done/>``, the turn limit and the context window all keep the draft.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
+from ..agent import Agent, Finished, LoopDeps, Observation, SourceFiles, TestRunnerLike, execution_view
 from ..config import GenerationConfig, ModelSettings
-from ..edits import EditBlock, EditsNotApplied, apply_edits, classify_exit, make_diff
+from ..edits import EditBlock, EditsNotApplied, apply_edits, make_diff
 from ..errors import ParseError, TurnLimitReached
-from ..llm.types import CallTag, ChatRequest, ChatService, Message
+from ..llm.types import ChatService
 from ..prompting import Prompt
-from ..sandbox.truncate import truncate_middle
 from ..store.records import TestExecution
-from .answers import parse_editing_answer, parse_testing_answer
-from .state import ChatTurn, TrajectoryState, TrajectoryStore, save
+from .answers import EditingAnswer, TestingAnswer, parse_editing_answer, parse_testing_answer
+from .state import TrajectoryState, TrajectoryStore
 
-log = logging.getLogger(__name__)
-
-
-class SourceFiles(Protocol):
-    """Contents of repository files at the base commit; ``None`` for a missing file."""
-
-    async def read(self, path: str) -> str | None: ...
-
-
-class TestRunnerLike(Protocol):
-    __test__ = False
-
-    async def run(self, patch: str, script: str, *, attempt: int = 0) -> TestExecution: ...
+__all__ = [
+    "EditingTrajectory",
+    "SourceFiles",
+    "TestRunnerLike",
+    "TestingTrajectory",
+    "TrajectoryDeps",
+    "changed_files",
+    "current_files",
+    "draft_diff",
+    "execution_view",
+    "run_editing",
+    "run_testing",
+]
 
 
 @dataclass
@@ -52,92 +58,47 @@ class TrajectoryDeps:
     config: GenerationConfig
     warm: asyncio.Event | None = None
 
-
-def execution_view(execution: TestExecution, limit: int) -> dict[str, Any]:
-    """What the model sees of a test run: exit code, outcome, output cut in the middle."""
-    output, _ = truncate_middle(execution.output.encode("utf-8", errors="replace"), limit)
-    outcome = classify_exit(execution.exit_code, execution.timed_out)
-    exit_code = "none (killed by the time limit)" if execution.timed_out else execution.exit_code
-    return {"exit_code": exit_code, "outcome": str(outcome).replace("_", " "), "output": output or "(no output)"}
+    def loop(self) -> LoopDeps:
+        return LoopDeps(self.chat, self.store, self.model, self.warm)
 
 
-def _request(state: TrajectoryState, model: ModelSettings) -> ChatRequest:
-    last = len(state.messages) - 1
-    messages = tuple(
-        Message(turn.role, turn.content, cache=(index == last)) for index, turn in enumerate(state.messages)
-    )
-    return ChatRequest(
-        messages=messages,
-        system=state.system,
-        max_tokens=model.max_output_tokens,
-        temperature=model.temperature,
-        sample=state.index,
-        system_cache=True,
-    )
+class TestingTrajectory:
+    """Write a reproduction test until the model is content with it."""
 
+    __test__ = False
 
-async def _ask(deps: TrajectoryDeps, state: TrajectoryState) -> str:
-    """One model call; trajectory 0 goes first so the others read its prompt cache."""
-    if deps.warm is not None and state.index > 0 and state.calls == 0:
-        await deps.warm.wait()
-    try:
-        tag = CallTag(stage=state.kind, instance_id=state.instance_id, trajectory=state.trajectory_id)
-        response = await deps.chat.complete(_request(state, deps.model), tag)
-    finally:
-        if deps.warm is not None and state.index == 0:
-            deps.warm.set()
-    state.calls += 1
-    state.messages.append(ChatTurn(role="assistant", content=response.text))
-    return response.text
+    def __init__(self, deps: TrajectoryDeps) -> None:
+        self.deps = deps
 
+    @property
+    def max_turns(self) -> int:
+        return self.deps.config.testing_max_turns
 
-def _tell(state: TrajectoryState, text: str) -> None:
-    state.messages.append(ChatTurn(role="user", content=text))
+    async def first(self, state: TrajectoryState) -> Observation:
+        return Observation(self.deps.prompt.render("testing_first"), {"action": "start"})
 
+    def parse(self, text: str, state: TrajectoryState) -> TestingAnswer:
+        answer = parse_testing_answer(text)
+        if answer.done and state.test is None:
+            raise ParseError("there is no test yet: write the test before answering <done/>")
+        return answer
 
-def _finish(deps: TrajectoryDeps, state: TrajectoryState, status: str, event: dict[str, object]) -> None:
-    state.status = status  # type: ignore[assignment]
-    save(deps.store, state, {**event, "status": status})
-
-
-async def run_testing(deps: TrajectoryDeps, state: TrajectoryState) -> TrajectoryState:
-    """Write a reproduction test until the model is content with it or turns run out."""
-    limit = deps.config.testing_max_turns
-    if deps.warm is not None and state.index == 0 and state.calls > 0:
-        deps.warm.set()
-    if not state.messages:
-        _tell(state, deps.prompt.render("testing_first"))
-    while not state.finished:
-        if state.calls >= limit:
-            if state.test is None:
-                raise TurnLimitReached(f"no reproduction test after {limit} calls")
-            _finish(deps, state, "limit", {"action": "limit"})
-            break
-        text = await _ask(deps, state)
-        try:
-            answer = parse_testing_answer(text)
-            if answer.done and state.test is None:
-                raise ParseError("there is no test yet: write the test before answering <done/>")
-        except ParseError as exc:
-            _tell(state, deps.prompt.render("parse_error", error=str(exc)))
-            save(deps.store, state, {"action": "parse_error", "error": str(exc)})
-            continue
+    async def act(self, answer: TestingAnswer, state: TrajectoryState) -> Observation:
         if answer.done:
-            _finish(deps, state, "done", {"action": "done"})
-            break
+            raise Finished("done")
         assert answer.test is not None
         state.test = answer.test.script
-        execution = await deps.runner.run("", state.test)
-        view = execution_view(execution, deps.config.output_limit_chars)
-        _tell(state, deps.prompt.render("testing_feedback", **view))
-        save(deps.store, state, {"action": "test", "exit_code": execution.exit_code})
-    return state
+        execution = await self.deps.runner.run("", state.test)
+        view = execution_view(execution, self.deps.config.output_limit_chars)
+        return Observation(self.deps.prompt.render("testing_feedback", **view), {"action": "test", "exit_code": execution.exit_code})
 
+    def reask(self, error: ParseError, state: TrajectoryState) -> str:
+        return self.deps.prompt.render("parse_error", error=str(error))
 
-async def _originals(deps: TrajectoryDeps, state: TrajectoryState, paths: Iterable[str]) -> None:
-    for path in paths:
-        if path not in state.originals:
-            state.originals[path] = await deps.sources.read(path)
+    def limit_reached(self, state: TrajectoryState) -> Finished | TurnLimitReached:
+        if state.test is None:
+            return TurnLimitReached(f"no reproduction test after {self.max_turns} calls")
+        return Finished("limit")
 
 
 def current_files(state: TrajectoryState) -> dict[str, str]:
@@ -151,76 +112,96 @@ def current_files(state: TrajectoryState) -> dict[str, str]:
     return files
 
 
+def changed_files(state: TrajectoryState) -> list[dict[str, str | None]]:
+    """Every file the draft changed with its exact current text (``None``: deleted), by path."""
+    return [{"path": path, "content": state.draft[path]} for path in sorted(state.draft)]
+
+
 def draft_diff(state: TrajectoryState) -> str:
     """The candidate: the draft against the base commit."""
     originals = {path: text for path, text in state.originals.items() if text is not None}
     return make_diff(originals, state.draft)
 
 
-async def _apply(deps: TrajectoryDeps, state: TrajectoryState, edits: list[EditBlock]) -> str | None:
-    """Apply edits to the draft; the error message for the model when they do not apply."""
-    await _originals(deps, state, (edit.path for edit in edits))
-    try:
-        changed = apply_edits(current_files(state), edits)
-    except EditsNotApplied as exc:
-        return str(exc)
-    state.draft.update(changed)
-    return None
-
-
-async def _run_both(deps: TrajectoryDeps, state: TrajectoryState) -> tuple[TestExecution, TestExecution]:
-    assert state.test is not None
-    original, edited = await asyncio.gather(
-        deps.runner.run("", state.test), deps.runner.run(draft_diff(state), state.test)
-    )
-    return original, edited
-
-
-async def run_editing(deps: TrajectoryDeps, state: TrajectoryState) -> TrajectoryState:
+class EditingTrajectory:
     """Iterate on a draft edit, running the test on original and edited code each turn."""
-    limit = deps.config.max_iterations
-    if deps.warm is not None and state.index == 0 and state.calls > 0:
-        deps.warm.set()
-    if not state.messages:
+
+    def __init__(self, deps: TrajectoryDeps) -> None:
+        self.deps = deps
+
+    @property
+    def max_turns(self) -> int:
+        return self.deps.config.max_iterations
+
+    def _view(self, execution: TestExecution) -> dict[str, object]:
+        return execution_view(execution, self.deps.config.output_limit_chars)
+
+    async def first(self, state: TrajectoryState) -> Observation:
         assert state.test is not None, "an editing trajectory starts from a test"
-        original = await deps.runner.run("", state.test)
-        view = execution_view(original, deps.config.output_limit_chars)
-        _tell(state, deps.prompt.render("editing_first", test=state.test, original=view))
-        save(deps.store, state, {"action": "start", "exit_code": original.exit_code})
-    while not state.finished:
-        if state.calls >= limit:
-            _finish(deps, state, "limit", {"action": "limit"})
-            break
-        text = await _ask(deps, state)
-        try:
-            answer = parse_editing_answer(text)
-        except ParseError as exc:
-            _tell(state, deps.prompt.render("parse_error", error=str(exc)))
-            save(deps.store, state, {"action": "parse_error", "error": str(exc)})
-            continue
+        original = await self.deps.runner.run("", state.test)
+        text = self.deps.prompt.render("editing_first", test=state.test, original=self._view(original))
+        return Observation(text, {"action": "start", "exit_code": original.exit_code})
+
+    def parse(self, text: str, state: TrajectoryState) -> EditingAnswer:
+        return parse_editing_answer(text)
+
+    async def act(self, answer: EditingAnswer, state: TrajectoryState) -> Observation:
         if answer.done:
-            _finish(deps, state, "done", {"action": "done"})
-            break
+            raise Finished("done")
         note = ""
         if answer.edits:
-            error = await _apply(deps, state, answer.edits)
+            error = await self._apply(state, answer.edits)
             if error is not None:
                 note = f"Your edits were not applied, so the code is as before them:\n{error}"
         state.test_changed = answer.test is not None
         if answer.test is not None:
             state.test = answer.test.script
-        original, edited = await _run_both(deps, state)
-        limit_chars = deps.config.output_limit_chars
-        _tell(
-            state,
-            deps.prompt.render(
-                "editing_feedback",
-                test_changed=state.test_changed,
-                diff=draft_diff(state),
-                original=execution_view(original, limit_chars),
-                edited=execution_view(edited, limit_chars),
-                note=note,
-            ),
+        original, edited = await self._run_both(state)
+        text = self.deps.prompt.render(
+            "editing_feedback",
+            test_changed=state.test_changed,
+            diff=draft_diff(state),
+            files=changed_files(state),
+            original=self._view(original),
+            edited=self._view(edited),
+            note=note,
         )
-        save(deps.store, state, {"action": "edit", "applied": not note, "exit_code": edited.exit_code})
-    return state
+        return Observation(text, {"action": "edit", "applied": not note, "exit_code": edited.exit_code})
+
+    def reask(self, error: ParseError, state: TrajectoryState) -> str:
+        return self.deps.prompt.render("parse_error", error=str(error))
+
+    def limit_reached(self, state: TrajectoryState) -> Finished | TurnLimitReached:
+        return Finished("limit")
+
+    async def _originals(self, state: TrajectoryState, paths: Iterable[str]) -> None:
+        for path in paths:
+            if path not in state.originals:
+                state.originals[path] = await self.deps.sources.read(path)
+
+    async def _apply(self, state: TrajectoryState, edits: list[EditBlock]) -> str | None:
+        """Apply edits to the draft; the error message for the model when they do not apply."""
+        await self._originals(state, (edit.path for edit in edits))
+        try:
+            changed = apply_edits(current_files(state), edits)
+        except EditsNotApplied as exc:
+            return str(exc)
+        state.draft.update(changed)
+        return None
+
+    async def _run_both(self, state: TrajectoryState) -> tuple[TestExecution, TestExecution]:
+        assert state.test is not None
+        original, edited = await asyncio.gather(
+            self.deps.runner.run("", state.test), self.deps.runner.run(draft_diff(state), state.test)
+        )
+        return original, edited
+
+
+async def run_testing(deps: TrajectoryDeps, state: TrajectoryState) -> TrajectoryState:
+    """Run (or resume) a testing trajectory to its end."""
+    return await Agent(deps.loop(), TestingTrajectory(deps)).run(state)
+
+
+async def run_editing(deps: TrajectoryDeps, state: TrajectoryState) -> TrajectoryState:
+    """Run (or resume) an editing trajectory to its end."""
+    return await Agent(deps.loop(), EditingTrajectory(deps)).run(state)

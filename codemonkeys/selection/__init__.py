@@ -15,7 +15,8 @@ from .stage import (
     select_instance,
     stored_candidates,
     stored_tests,
-    top_test,
+    example_test,
+    presentation_order,
     usable_candidates,
 )
 from .voting import (
@@ -53,6 +54,7 @@ __all__ = [
     "stored_candidates",
     "stored_tests",
     "top_k",
-    "top_test",
     "usable_candidates",
+    "example_test",
+    "presentation_order",
 ]

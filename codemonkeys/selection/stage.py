@@ -6,10 +6,15 @@
    an empty patch). One: it is selected without running anything.
 3. Every test runs on every distinct candidate and on the original code
    (:func:`~.matrix.run_matrix`, cached per cell); candidates are ranked by
-   votes (:func:`~.voting.rank_candidates`) and the top ``k`` go on.
-4. With two or more left, the selection trajectory chooses among them. If it
-   fails (unreadable answers until the turn limit, provider errors after
-   retries), the top-voted candidate is selected and the reason recorded.
+   votes (:func:`~.voting.rank_candidates`) and the top ``k`` go on, or all of
+   them when the config says so (``selection.candidates`` /
+   ``ensemble_candidates``: the paper's ensembles skip the vote).
+4. With two or more left, the selection trajectory chooses among them. They
+   are shown in patch-hash order, which carries no vote information, with one
+   example test picked without looking at the votes. If the trajectory fails
+   (unreadable answers until the turn limit, provider errors after retries) or
+   ends at the context window without a choice, the top-voted candidate is
+   selected and the reason recorded.
 
 Every step is idempotent: cells come from the cache, a finished trajectory
 from the store, so running selection again costs nothing. A trajectory that
@@ -30,8 +35,7 @@ from ..config import ModelSettings, SelectionConfig
 from ..edits import files_touched, normalize_patch
 from ..errors import DataError
 from ..execution.runner import ORIGINAL, test_hash
-from ..generation.state import TrajectoryStore
-from ..generation.trajectory import SourceFiles, TestRunnerLike
+from ..agent import SourceFiles, TestRunnerLike, TrajectoryStore, save
 from ..llm.types import ChatService
 from ..prompting import Prompt
 from ..sandbox.truncate import truncate_middle
@@ -44,7 +48,6 @@ from .trajectory import (
     load,
     run_selection,
     run_views,
-    save,
 )
 from .voting import (
     Candidate,
@@ -83,6 +86,7 @@ class SelectionInputs:
     issue: str
     candidates: Sequence[Candidate]
     tests: Sequence[str]
+    ensemble: bool = False  # picks ``selection.ensemble_candidates`` over ``selection.candidates``
 
 
 @dataclass
@@ -152,23 +156,23 @@ def usable_candidates(candidates: Sequence[Candidate]) -> tuple[list[Candidate],
     return kept, empty, unparsable
 
 
-def top_test(top: Sequence[RankedCandidate], matrix: ExecutionMatrix) -> TestCase | None:
-    """The test shown with the candidates: one that votes for the leader and for the fewest others.
+def example_test(matrix: ExecutionMatrix) -> TestCase | None:
+    """The test shown with the candidates, picked without looking at any candidate's votes.
 
-    Falls back to the first counted test, then the first test, then none.
+    The counted test (one that fails on the original code) with the smallest
+    content hash; else the first test; else none. Choosing a test that backs the
+    vote leader would invite the selector to confirm the vote instead of judging.
     """
     if not matrix.tests:
         return None
     counted = set(counted_tests(matrix.original, [t.id for t in matrix.tests]))
     voting = [t for t in matrix.tests if t.id in counted]
-    if top:
-        leader = set(top[0].passing_tests)
-        backing = [t for t in voting if t.id in leader]
-        if backing:
-            return min(
-                backing, key=lambda t: sum(1 for r in top[1:] if t.id in r.passing_tests)
-            )
-    return voting[0] if voting else matrix.tests[0]
+    return min(voting or matrix.tests, key=lambda t: test_hash(t.script))
+
+
+def presentation_order(candidates: Sequence[RankedCandidate]) -> list[RankedCandidate]:
+    """The order the selector sees: by patch hash, so position says nothing about votes."""
+    return sorted(candidates, key=lambda r: r.key)
 
 
 async def _files(deps: SelectionDeps, groups: Sequence[CandidateGroup]) -> list[dict[str, str]]:
@@ -184,12 +188,12 @@ async def _files(deps: SelectionDeps, groups: Sequence[CandidateGroup]) -> list[
 
 
 async def _system(
-    deps: SelectionDeps, inputs: SelectionInputs, top: list[RankedCandidate], matrix: ExecutionMatrix, test: TestCase | None
+    deps: SelectionDeps, inputs: SelectionInputs, shown: list[RankedCandidate], matrix: ExecutionMatrix, test: TestCase | None
 ) -> str:
     """The system prompt: issue, edited files, numbered diffs, and ``test`` with its runs."""
     runs: list[dict[str, Any]] = []
     if test is not None:
-        columns = [("original code", ORIGINAL), *((f"candidate {i}", r.key) for i, r in enumerate(top, 1))]
+        columns = [("original code", ORIGINAL), *((f"candidate {i}", r.key) for i, r in enumerate(shown, 1))]
         runs = run_views(
             [(label, matrix.execution(test.id, column)) for label, column in columns],
             deps.config.output_limit_chars,
@@ -198,8 +202,8 @@ async def _system(
     return deps.prompt.render(
         "selection_system",
         issue=inputs.issue,
-        files=await _files(deps, [r.group for r in top]),
-        candidates=[{"number": i, "diff": r.group.patch, "votes": r.votes} for i, r in enumerate(top, 1)],
+        files=await _files(deps, [r.group for r in shown]),
+        candidates=[{"number": i, "diff": r.group.patch} for i, r in enumerate(shown, 1)],
         test=script,
         runs=runs,
         total_tests=len(matrix.tests),
@@ -233,26 +237,28 @@ async def _vote_and_choose(
 ) -> None:
     matrix = await run_matrix(deps.runner, make_tests(inputs.tests), groups, reruns=deps.config.flaky_reruns)
     ranking = rank_candidates(groups, matrix.results, matrix.original)
-    top = ranking[: deps.config.top_k]
+    pool = deps.config.ensemble_candidates if inputs.ensemble else deps.config.candidates
+    top = ranking[: deps.config.top_k] if pool == "top_k" else ranking
     outcome.matrix, outcome.ranking, outcome.top = matrix, ranking, top
     if len(top) == 1:
         outcome.method, outcome.group = "top_vote", top[0].group
         return
-    shown = top_test(top, matrix)
+    shown = presentation_order(top)
+    test = example_test(matrix)
     key = inputs_key(
         deps.prompt.version, deps.chat.name, deps.model.model_dump(), inputs.issue,
-        [r.key for r in top], None if shown is None else test_hash(shown.script),
+        [r.key for r in shown], None if test is None else test_hash(test.script),
     )
     saved = load(deps.store, inputs.instance_id, key)
     if saved is None:  # the prompt reads files from a sandbox: only build it for a new trajectory
         saved = SelectionState(
-            instance_id=inputs.instance_id, key=key, system=await _system(deps, inputs, top, matrix, shown),
-            candidates=[r.key for r in top], patches=[r.group.patch for r in top],
+            instance_id=inputs.instance_id, key=key, system=await _system(deps, inputs, shown, matrix, test),
+            candidates=[r.key for r in shown], patches=[r.group.patch for r in shown],
         )
     state = await _trajectory(deps, reopened(saved))
     outcome.trajectory_id = state.trajectory_id
     if state.status == "done" and state.choice is not None:
-        outcome.method, outcome.group = "selection_trajectory", top[state.choice - 1].group
+        outcome.method, outcome.group = "selection_trajectory", shown[state.choice - 1].group
     else:
         outcome.method, outcome.group = "fallback_top_vote", top[0].group
         outcome.reason = f"{state.failure_kind}: {state.failure}"
