@@ -162,6 +162,16 @@ async def test_the_context_window_ends_the_trajectory_before_the_call_and_keeps_
     assert record is not None and record.status == "context_limit"
 
 
+async def test_the_window_has_room_for_the_prompt_and_max_tokens(run_store: RunStore) -> None:
+    files = {"shapes.py": BIG}
+    first = await _first_prompt_tokens(run_store, files)
+    for index, (window, calls) in enumerate(((first + 256 - 1, 0), (first + 256, 1))):
+        model = ScriptedModel([ContextLimitReached("the provider's own 400")])
+        d = deps(run_store, gateway(model, run_store), files=files, window=window, max_tokens=256)
+        state = await run_editing(d, fresh_editing(answer_test(), index=index + 1))
+        assert state.status == "context_limit" and len(model.calls) == calls
+
+
 async def test_the_providers_context_error_ends_it_the_same_way(run_store: RunStore) -> None:
     too_long = ContextLimitReached("400: prompt is too long", prompt_tokens=9000, window=8192)
     model = ScriptedModel([RIGHT, too_long])
