@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from codemonkeys.edits import normalize_patch
+from codemonkeys.sandbox.docker_backend import list_sandboxes
 from codemonkeys.store import DB_NAME, RunStore
 from pipeline_support import shapes  # noqa: F401
 from sandbox_support import docker_client  # noqa: F401
@@ -68,8 +69,9 @@ def _outputs(run_dir: Path) -> dict[str, object]:
         }
 
 
-def _containers(client) -> list[str]:  # type: ignore[no-untyped-def]
-    return [c.id for c in client.containers.list(all=True, filters={"label": "codemonkeys=1"})]
+def _containers(client, pids: set[int]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Sandboxes made by this test's processes (other runs on the engine are not this test's to count)."""
+    return [c["id"] for c in list_sandboxes(client) if c["labels"].get("codemonkeys.pid") in {str(p) for p in pids}]
 
 
 def test_kill_nine_at_five_points_then_resume(tmp_path: Path, shapes, docker_client) -> None:  # type: ignore[no-untyped-def]
@@ -84,8 +86,10 @@ def test_kill_nine_at_five_points_then_resume(tmp_path: Path, shapes, docker_cli
     thresholds = sorted(rng.sample(range(max(2, total // 20), total * 9 // 10), 5))
     run_dir = tmp_path / "crashed"
     kills = 0
+    pids: set[int] = set()
     for threshold in thresholds:
         proc = _start(run_dir, mirrors, ref.image, commit)
+        pids.add(proc.pid)
         deadline = time.monotonic() + 300
         while proc.poll() is None and _progress(run_dir) < threshold and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -102,4 +106,5 @@ def test_kill_nine_at_five_points_then_resume(tmp_path: Path, shapes, docker_cli
     with RunStore.open_existing(run_dir) as store:
         paid = [c.request_hash for c in store.calls() if not c.cached and c.error_kind is None]
     assert len(paid) == len(set(paid)), "a request was paid twice"
-    assert _containers(docker_client) == [], "a killed run's container was left behind"
+    pids.add(final.pid)
+    assert _containers(docker_client, pids) == [], "a killed run's container was left behind"

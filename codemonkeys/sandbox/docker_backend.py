@@ -70,28 +70,55 @@ def _drain(stream: Iterable[bytes], sink: HeadTail) -> None:
         pass  # the watchdog closed the socket under us
 
 
+def list_sandboxes(client: docker.DockerClient, **labels: str) -> list[dict[str, Any]]:
+    """Sandbox containers (id, name, labels) from one list call, with ``LABEL.<key>=<value>`` filters.
+
+    One call, no inspect per container: ``containers.list`` inspects each one it
+    lists, and another run removing one in between made that a ``NotFound``.
+    """
+    filters = [f"{LABEL}=1", *(f"{LABEL}.{key}={value}" for key, value in labels.items())]
+    found = []
+    for row in client.api.containers(all=True, filters={"label": filters}):
+        names = row.get("Names") or []
+        found.append({
+            "id": row["Id"],
+            "name": names[0].lstrip("/") if names else row["Id"][:12],
+            "labels": row.get("Labels") or {},
+        })
+    return found
+
+
+def remove_container(client: docker.DockerClient, container: str) -> bool:
+    """Force-remove a container; ``False`` when it is already gone or another process is removing it."""
+    try:
+        client.api.remove_container(container, force=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # "removal already in progress" (another run's cleanup)
+            return False
+        raise
+    return True
+
+
 def cleanup_leaked(client: docker.DockerClient, *, all_hosts: bool = False) -> list[str]:
     """Remove sandbox containers whose creating process is gone; returns their names.
 
     Containers made on other hosts (a shared daemon) are left alone unless
-    ``all_hosts``, since their processes cannot be checked from here.
+    ``all_hosts``, since their processes cannot be checked from here. Containers
+    of live runs are never touched, and ones that vanish meanwhile are skipped.
     """
     host = current_session().host
     removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        labels = container.labels or {}
+    for container in list_sandboxes(client):
+        labels = container["labels"]
         same_host = labels.get(f"{LABEL}.host") == host
         if not same_host and not all_hosts:
             continue
-        if same_host and session_alive(
-            labels.get(f"{LABEL}.pid", ""), labels.get(f"{LABEL}.start", "")
-        ):
+        if same_host and session_alive(labels.get(f"{LABEL}.pid", ""), labels.get(f"{LABEL}.start", "")):
             continue
-        try:
-            container.remove(force=True)
-            removed.append(container.name)
-        except docker.errors.NotFound:
-            pass
+        if remove_container(client, container["id"]):
+            removed.append(container["name"])
     if removed:
         log.info("removed %d leaked sandbox containers", len(removed))
     return removed
@@ -195,9 +222,7 @@ class DockerSandbox:
 
     def _remove_blocking(self) -> None:
         try:
-            self._factory.client.containers.get(self.name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+            remove_container(self._factory.client, self.name)
         except docker.errors.DockerException as exc:
             raise SandboxError(f"cannot remove container {self.name}: {exc}") from exc
 
