@@ -138,25 +138,27 @@ async def _matrix(table: dict[str, dict[str, TestOutcome]]):  # type: ignore[no-
 
 
 async def test_the_example_test_and_the_order_carry_no_vote_information() -> None:
-    scripts = ["broad\n", "sharp\n", "passes-anyway\n"]
-    rows = [{"": N, "a": F, "b": F, "c": F}, {"": N, "a": F, "b": N, "c": N}, {"": F, "a": F, "b": F, "c": F}]
+    # The test with the smallest hash passes on the original code: it can never be the example.
+    useless, first, second = sorted(["first\n", "second\n", "third\n"], key=runner_module.test_hash)
+    scripts = [second, first, useless]  # listed out of hash order
+    rows = [{"": N, "a": F, "b": N, "c": N}, {"": N, "a": N, "b": N, "c": N}, {"": F, "a": F, "b": F, "c": F}]
     groups, matrix = await _matrix(dict(zip(scripts, rows, strict=True)))
-    # The same tests with the results swapped so that another candidate leads the vote.
-    swapped = [{"": N, "a": F, "b": F, "c": F}, {"": N, "a": N, "b": N, "c": F}, {"": F, "a": F, "b": F, "c": F}]
+    # The same tests with other results: another candidate leads, backed by the other test.
+    swapped = [{"": N, "a": N, "b": N, "c": N}, {"": N, "a": N, "b": N, "c": F}, {"": F, "a": F, "b": F, "c": F}]
     _, other = await _matrix(dict(zip(scripts, swapped, strict=True)))
     leaders = [rank_candidates(groups, m.results, m.original) for m in (matrix, other)]
     assert leaders[0][0].group.member_ids == ("a",) and leaders[1][0].group.member_ids == ("c",)
     chosen = example_test(matrix)
     assert chosen is not None and chosen == example_test(other)
     # A counted test (it fails on the original code), the one with the smallest hash.
-    counted = [t for t in matrix.tests if t.script != "passes-anyway\n"]
+    counted = [t for t in matrix.tests if t.script != useless]
     assert chosen == min(counted, key=lambda t: runner_module.test_hash(t.script))
     # Shown by patch hash whatever the votes.
     orders = [[r.key for r in presentation_order(ranking)] for ranking in leaders]
     assert orders[0] == orders[1] == sorted(g.key for g in groups)
     # Only tests that pass on the original: the first test; no tests at all: none.
-    _, useless = await _matrix({"passes-anyway\n": rows[2]})
-    assert (example_test(useless) or matrix.tests[0]).script == "passes-anyway\n"
+    _, only_useless = await _matrix({useless: rows[2]})
+    assert (example_test(only_useless) or matrix.tests[0]).script == useless
     matrix.tests = []
     assert example_test(matrix) is None
 

@@ -112,7 +112,8 @@ async def test_candidates_are_shown_in_an_order_that_carries_no_votes(run_store:
     # Another vote (``sum`` now leads): the same order and the same example test.
     other_store = RunStore.open(tmp_path / "other")
     flipped = ScriptedModel(picks_right, name="scripted:a")
-    sum_leads = JudgingRunner(lambda p, s: 2 if p == "" else (0 if "width + height" in p else 2))
+    # ``sum`` passes only the loose test, which a leader-backing pick would now show.
+    sum_leads = JudgingRunner(lambda p, s: 0 if "width + height" in p and "# loose" in s else 2)
     outcome = await select(other_store, flipped, sum_leads, top_k=3)
     assert outcome.ranking[0].group.member_ids == ("sum",)
     assert shown(flipped.calls[0].request) == order
