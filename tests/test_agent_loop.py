@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from agent_support import SOURCE, JudgingRunner, answer_test, deps, edit_answer, fresh_editing, gateway, fresh_testing
 
-from codemonkeys.errors import ContextLimitReached, ProviderError, TurnLimitReached
+from codemonkeys.errors import BudgetExceeded, ContextLimitReached, ProviderError, TurnLimitReached
 from codemonkeys.generation.stage import ContextFile, GenerationInputs, generate
 from codemonkeys.generation.stage import testing_trajectory as guarded_testing
 from codemonkeys.generation.state import load
@@ -219,9 +219,10 @@ async def test_testing_without_a_test_at_the_turn_limit_fails_as_the_models(run_
     assert (state.status, state.failure_kind) == ("failed", "model")
     assert state.failure is not None and "no reproduction test after 2 calls" in state.failure
     # Model failures stand on a rerun.
-    silent = ScriptedModel([])
-    assert (await guarded_testing(deps(run_store, gateway(silent, run_store)), "i1", "issue", 0)).status == "failed"
-    assert silent.calls == []
+    calls = len(run_store.calls(trajectory=state.trajectory_id))
+    again = await guarded_testing(deps(run_store, gateway(ScriptedModel([]), run_store)), "i1", "issue", 0)
+    assert (again.status, again.failure_kind) == ("failed", "model") and again.failure == state.failure
+    assert len(run_store.calls(trajectory=state.trajectory_id)) == calls  # nothing was asked
 
 
 async def test_testing_with_a_test_at_the_turn_limit_keeps_the_last_test(run_store: RunStore) -> None:
@@ -306,3 +307,22 @@ async def test_editing_prompt_says_the_test_can_be_wrong() -> None:
 
     system = Prompt("generation.j2").render("editing_system", issue="x", files=[])
     assert "may be wrong itself" in system and "not treat it as an oracle" in system
+
+
+# --- the trajectory boundary: what a rerun retries ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [(ProviderError("overloaded after retries"), "infra"), (BudgetExceeded("the instance budget is spent"), "budget")],
+)
+async def test_infra_and_budget_failures_are_recorded_by_kind_and_retried_by_a_rerun(
+    run_store: RunStore, error: Exception, kind: str
+) -> None:
+    broken = ScriptedModel([answer_test(), error])
+    state = await guarded_testing(deps(run_store, gateway(broken, run_store)), "i1", "issue", 0)
+    assert (state.status, state.failure_kind) == ("failed", kind) and state.test is not None
+    # The rerun reopens it and resumes from the saved turn: only the failed call is made again.
+    model = ScriptedModel(["<done/>"])
+    again = await guarded_testing(deps(run_store, gateway(model, run_store)), "i1", "issue", 0)
+    assert again.status == "done" and again.failure_kind is None and len(model.calls) == 1
