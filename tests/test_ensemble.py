@@ -264,6 +264,7 @@ def test_real_verified_submissions_report() -> None:
         "20250110_blackboxai_agent_v1.1": 314,
         "20241221_codestory_midwit_claude-3-5-sonnet_swe-search": 311,
         "20241213_devlo": 291,
+        "20251118_mini-swe-agent_gemini-3-pro": 371,
     }
     assert all(summary.rate == summary.resolved / 500 for summary in report.members)
     # Official grading counts codestory's empty prediction for django__django-12708 as resolved.
@@ -271,6 +272,7 @@ def test_real_verified_submissions_report() -> None:
         "20250110_blackboxai_agent_v1.1": 0,
         "20241221_codestory_midwit_claude-3-5-sonnet_swe-search": 1,
         "20241213_devlo": 0,
+        "20251118_mini-swe-agent_gemini-3-pro": 0,
     }
     [odd] = [r for r in report.instances if set(r.resolved) - set(r.with_patch)]
     assert odd.instance_id == "django__django-12708"
@@ -278,11 +280,15 @@ def test_real_verified_submissions_report() -> None:
         "20250110_blackboxai_agent_v1.1": 480,
         "20241221_codestory_midwit_claude-3-5-sonnet_swe-search": 454,
         "20241213_devlo": 500,
+        "20251118_mini-swe-agent_gemini-3-pro": 499,
     }
-    assert report.oracle_resolved == 376
+    # The union of the four is 410/500 (82.0%); the best member 371 (74.2%).
+    assert report.oracle_resolved == 410
+    assert report.oracle_resolved / 500 == 0.82
+    assert max(m.resolved for m in report.members) == 371
     rates = [m.rate for m in report.members]
     assert min(rates) <= report.random_rate <= max(rates)
-    assert report.candidates == 1434 and report.unparsable_patches == 0
+    assert report.candidates == 1933 and report.unparsable_patches == 0
     assert report.distinct <= report.candidates
     print()
     print(table_text(report_table(report)))
