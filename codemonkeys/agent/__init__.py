@@ -1,7 +1,7 @@
 """The one agent loop and what every trajectory kind shares (state, store, sandbox seams)."""
 
 from .loop import Agent, Configuration, Finished, LoopDeps, Observation
-from .seams import SourceFiles, TestRunnerLike, execution_view
+from .seams import ScriptRunner, SourceFiles, TestRunnerLike, execution_view
 from .state import AgentState, ChatTurn, Status, TrajectoryStore, save
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Finished",
     "LoopDeps",
     "Observation",
+    "ScriptRunner",
     "SourceFiles",
     "Status",
     "TestRunnerLike",

@@ -34,6 +34,7 @@ from .state import AgentState, ChatTurn, TrajectoryStore, save
 
 S = TypeVar("S", bound=AgentState)
 A = TypeVar("A")
+S_contra = TypeVar("S_contra", bound=AgentState, contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -53,29 +54,29 @@ class Finished(Exception):
         self.event = event or {}
 
 
-class Configuration(Protocol[S, A]):
+class Configuration(Protocol[S_contra, A]):
     """One kind of trajectory: its words, its answer parser, its act. Never a loop of its own."""
 
     @property
     def max_turns(self) -> int: ...
 
-    async def first(self, state: S) -> Observation:
+    async def first(self, state: S_contra) -> Observation:
         """The message that opens the conversation (it may act first, e.g. run the test)."""
         ...
 
-    def parse(self, text: str, state: S) -> A:
+    def parse(self, text: str, state: S_contra) -> A:
         """The answer; :class:`ParseError` with a message for the model when it cannot be used."""
         ...
 
-    async def act(self, answer: A, state: S) -> Observation:
+    async def act(self, answer: A, state: S_contra) -> Observation:
         """Do what the answer asks; raise :class:`Finished` to end the trajectory."""
         ...
 
-    def reask(self, error: ParseError, state: S) -> str:
+    def reask(self, error: ParseError, state: S_contra) -> str:
         """The message that asks again after an unreadable answer."""
         ...
 
-    def limit_reached(self, state: S) -> Finished | TurnLimitReached:
+    def limit_reached(self, state: S_contra) -> Finished | TurnLimitReached:
         """What the turn limit means here: an ending that keeps the work, or a model failure."""
         ...
 
@@ -113,14 +114,13 @@ class Agent(Generic[S, A]):
                     await self.step(state)
                 except ParseError as exc:
                     state.parse_errors += 1
-                    event = {"action": "parse_error", "error": str(exc)}
+                    event: dict[str, object] = {"action": "parse_error", "error": str(exc)}
                     self.observe(state, Observation(self.config.reask(exc, state), event))
         except Finished as end:
             self.end(state, end.status, {"action": end.status, **end.event})
         except ContextLimitReached as exc:
             state.failure_kind, state.failure = str(exc.kind), f"ContextLimitReached: {exc}"[:2000]
-            event = {"action": "context_limit", "prompt_tokens": exc.prompt_tokens, "window": exc.window}
-            self.end(state, "context_limit", event)
+            self.end(state, "context_limit", {"action": "context_limit", "prompt_tokens": exc.prompt_tokens, "window": exc.window})
         finally:
             if warm is not None and state.index == 0:
                 warm.set()

@@ -15,12 +15,13 @@ class SourceFiles(Protocol):
     async def read(self, path: str) -> str | None: ...
 
 
-class TestRunnerLike(Protocol):
+class ScriptRunner(Protocol):
     """Runs a script on the code with ``patch`` applied (``""``: the original code)."""
 
-    __test__ = False
-
     async def run(self, patch: str, script: str, *, attempt: int = 0) -> TestExecution: ...
+
+
+TestRunnerLike = ScriptRunner  # the name stage code has used
 
 
 def execution_view(execution: TestExecution, limit: int) -> dict[str, Any]:
