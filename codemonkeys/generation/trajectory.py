@@ -90,7 +90,8 @@ class TestingTrajectory:
         state.test = answer.test.script
         execution = await self.deps.runner.run("", state.test)
         view = execution_view(execution, self.deps.config.output_limit_chars)
-        return Observation(self.deps.prompt.render("testing_feedback", **view), {"action": "test", "exit_code": execution.exit_code})
+        event = {"action": "test", "exit_code": execution.exit_code, "test": state.test, "original": view}
+        return Observation(self.deps.prompt.render("testing_feedback", **view), event)
 
     def reask(self, error: ParseError, state: TrajectoryState) -> str:
         return self.deps.prompt.render("parse_error", error=str(error))
@@ -139,8 +140,9 @@ class EditingTrajectory:
     async def first(self, state: TrajectoryState) -> Observation:
         assert state.test is not None, "an editing trajectory starts from a test"
         original = await self.deps.runner.run("", state.test)
-        text = self.deps.prompt.render("editing_first", test=state.test, original=self._view(original))
-        return Observation(text, {"action": "start", "exit_code": original.exit_code})
+        view = self._view(original)
+        text = self.deps.prompt.render("editing_first", test=state.test, original=view)
+        return Observation(text, {"action": "start", "exit_code": original.exit_code, "test": state.test, "original": view})
 
     def parse(self, text: str, state: TrajectoryState) -> EditingAnswer:
         return parse_editing_answer(text)
@@ -149,6 +151,7 @@ class EditingTrajectory:
         if answer.done:
             raise Finished("done")
         note = ""
+        error = None
         if answer.edits:
             error = await self._apply(state, answer.edits)
             if error is not None:
@@ -157,16 +160,21 @@ class EditingTrajectory:
         if answer.test is not None:
             state.test = answer.test.script
         original, edited = await self._run_both(state)
+        views = {"original": self._view(original), "edited": self._view(edited)}
         text = self.deps.prompt.render(
             "editing_feedback",
             test_changed=state.test_changed,
             diff=draft_diff(state),
             files=changed_files(state),
-            original=self._view(original),
-            edited=self._view(edited),
             note=note,
+            **views,
         )
-        return Observation(text, {"action": "edit", "applied": not note, "exit_code": edited.exit_code})
+        # The inspector (codemonkeys show) reads these: the runs, the test as it stood, why edits failed.
+        event = {
+            "action": "edit", "applied": not note, "exit_code": edited.exit_code, "edits": len(answer.edits),
+            "error": error, "test": state.test, "test_changed": state.test_changed, **views,
+        }
+        return Observation(text, event)
 
     def reask(self, error: ParseError, state: TrajectoryState) -> str:
         return self.deps.prompt.render("parse_error", error=str(error))

@@ -131,6 +131,10 @@ class SelectionOutcome:
             "tests": 0 if matrix is None else len(matrix.tests),
             "counted_tests": [] if matrix is None else counted_tests(matrix.original, [t.id for t in matrix.tests]),
             "cells": 0 if matrix is None else matrix.cells,
+            # Every cell's outcome by test id and column (a group key or "original"), for the inspector's grid.
+            "outcomes": {} if matrix is None else {
+                t: {c: str(o) for c, o in row.items()} for t, row in matrix.outcomes.items()
+            },
             "flaky": [] if matrix is None else [
                 {"test": f.test_id, "column": f.column, "outcomes": [str(o) for o in f.outcomes]} for f in matrix.flaky
             ],

@@ -124,7 +124,8 @@ class SelectionTrajectory:
         runs = await run_on_all(self.deps.runner, state.patches, script)
         views = run_views(runs, self.deps.config.output_limit_chars)
         text = self.deps.prompt.render("selection_feedback", runs=views, turns_left=self._turns_left(state))
-        return Observation(text, {"action": "test", "exit_codes": [run.exit_code for _, run in runs]})
+        event = {"action": "test", "exit_codes": [run.exit_code for _, run in runs], "test": script, "runs": views}
+        return Observation(text, event)
 
     def reask(self, error: ParseError, state: SelectionState) -> str:
         return self.deps.prompt.render(
