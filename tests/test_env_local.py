@@ -20,7 +20,7 @@ import pytest
 
 from codemonkeys.config import Config, EnvironmentConfig, SandboxConfig
 from codemonkeys.env.grading import GradeReport, eval_script, report_from_output
-from codemonkeys.env.images import BuiltImage, available_pythons
+from codemonkeys.env.images import BuiltImage, ImageBuilder, available_pythons
 from codemonkeys.env.local import LocalEnvBuilder, with_python
 from codemonkeys.env.localbuild import (
     MARKER,
@@ -42,12 +42,7 @@ from codemonkeys.examples import (
     example_spec_overrides,
     prepare_example,
 )
-from codemonkeys.pipeline.environments import (
-    ImageEnvironments,
-    LocalEnvironments,
-    ThreadedEnvironments,
-    environments_for,
-)
+from codemonkeys.pipeline.environments import ThreadedEnvironments, environments_for
 from codemonkeys.sandbox.base import EnvironmentRef
 from codemonkeys.sandbox.bwrap_backend import BubblewrapSandboxFactory, bwrap_available
 from codemonkeys.swebench.instances import Instance
@@ -125,7 +120,7 @@ def test_built_once_then_a_cache_hit(builder: LocalEnvBuilder, built: BuiltImage
 @pytest.mark.bwrap
 @pytest.mark.slow
 async def test_the_pipeline_provider_hands_out_the_built_environment(builder: LocalEnvBuilder, built: BuiltImage) -> None:
-    provider = LocalEnvironments(builder)
+    provider = ThreadedEnvironments(builder)
     first, second = await asyncio.gather(provider.environment(INSTANCE), provider.environment(INSTANCE))
     assert first == second == built.ref
 
@@ -437,10 +432,10 @@ def test_environments_for_follows_the_sandbox_backend(tmp_path: Path) -> None:
         def sandbox(self, env: EnvironmentRef) -> object:
             raise AssertionError("not used")
 
-    assert isinstance(environments_for(SomeFactory(), config), ImageEnvironments)  # type: ignore[arg-type]
+    assert isinstance(environments_for(SomeFactory(), config).builder, ImageBuilder)  # type: ignore[arg-type, attr-defined]
     bwrap_config = config.model_copy(update={"sandbox": SandboxConfig(backend="bubblewrap")})
     local = environments_for(SomeFactory(), bwrap_config)  # type: ignore[arg-type]
-    assert isinstance(local, LocalEnvironments) and isinstance(local.builder, LocalEnvBuilder)
+    assert isinstance(local, ThreadedEnvironments) and isinstance(local.builder, LocalEnvBuilder)
     if bwrap_available() is None:
         factory = BubblewrapSandboxFactory(SandboxConfig())
-        assert isinstance(environments_for(factory, config), LocalEnvironments)
+        assert isinstance(environments_for(factory, config).builder, LocalEnvBuilder)  # type: ignore[attr-defined]

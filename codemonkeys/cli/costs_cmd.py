@@ -10,31 +10,49 @@ from rich.console import Console
 from rich.table import Table
 
 from ..store import LedgerRow, RunStore
+from ..tables import add_number_column, add_text_column, compact_table, tokens, usd
 
+_SDK_PROVIDERS = ("anthropic", "openai", "openai-compatible")
 _GROUPS = {"stage": ("stage",), "model": ("model",), "stage-model": ("stage", "model"), "instance": ("instance_id",)}
 
 
-def ledger_table(rows: list[LedgerRow], names: tuple[str, ...], title: str) -> Table:
-    """A rich table of ledger rows with a total line."""
-    table = Table(title=title)
+def ledger_table(rows: list[LedgerRow], names: tuple[str, ...], title: str, total: LedgerRow | None = None) -> Table:
+    """The ledger rows, then the total in the same columns; readable at 80 columns."""
+    table = compact_table(title)
     for name in names:
-        table.add_column(name)
-    for column in ("calls", "cached", "failed", "input", "output", "cache read", "cache write", "cost $"):
-        table.add_column(column, justify="right")
+        add_text_column(table, name.replace("_", " "))
+    for column in ("calls", "hit", "err", "input", "output", "c.read", "c.write", "$"):
+        add_number_column(table, column)
+    unpriced = 0
+
+    def cells(row: LedgerRow) -> list[str]:
+        return [
+            str(row.calls), str(row.cached_calls), str(row.failed_calls),
+            tokens(row.input_tokens), tokens(row.output_tokens),
+            tokens(row.cache_read_tokens), tokens(row.cache_write_tokens),
+            usd(row.cost_usd) + ("*" if row.unpriced_calls else ""),
+        ]
+
     for row in rows:
-        cost = f"{row.cost_usd:.4f}" + (f" (+{row.unpriced_calls} unpriced)" if row.unpriced_calls else "")
-        table.add_row(
-            *(str(value) if value is not None else "-" for value in row.group),
-            str(row.calls),
-            str(row.cached_calls),
-            str(row.failed_calls),
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            f"{row.cache_read_tokens:,}",
-            f"{row.cache_write_tokens:,}",
-            cost,
-        )
+        unpriced += row.unpriced_calls
+        table.add_row(*(_label(value) for value in row.group), *cells(row))
+    if total is not None:
+        table.add_section()
+        table.add_row("total", *([""] * (len(names) - 1)), *cells(total), style="bold")
+    notes = ["hit: from the response cache, err: failed; tokens in, out, cache read, cache write"]
+    if unpriced:
+        notes.append(f"* {unpriced} unpriced call(s) not in the dollars (set pricing.<model> in the config)")
+    table.caption = "\n".join(notes)
     return table
+
+
+def _label(value: object) -> str:
+    """A group value as shown: ``claude-sonnet-4-5 (anthropic)`` wraps at the space; the server URL is left to --json."""
+    if value is None:
+        return "-"
+    text = str(value).split("@", 1)[0]
+    provider, sep, name = text.partition(":")
+    return f"{name} ({provider})" if sep and name and provider in _SDK_PROVIDERS else text
 
 
 def register(app: typer.Typer) -> None:
@@ -61,4 +79,4 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(payload, indent=2))
             return
         console = Console()
-        console.print(ledger_table(rows + total, names, f"Costs of {run_dir}"))
+        console.print(ledger_table(rows, names, f"Costs of {run_dir}", total[0] if total else None))

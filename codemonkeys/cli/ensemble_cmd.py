@@ -34,6 +34,7 @@ from ..ensemble import (
 )
 from ..errors import UserError
 from ..store import RunStore
+from ..tables import add_number_column, add_text_column, compact_table
 from .common import load_cli_config
 from .select_cmd import DATASET_HELP, _finish, _select, run_instances
 
@@ -94,9 +95,10 @@ def build_report(
 
 
 def _counts_table(report: EnsembleReport, members: Sequence[tuple[str, PredictionSet, Labels | None]]) -> Table:
-    table = Table(title=f"Ensemble over {report.n_instances} instances (no labels)")
-    for column in ("member", "patches", "missing or empty rows"):
-        table.add_column(column, justify="left" if column == "member" else "right")
+    table = compact_table(f"Ensemble over {report.n_instances} instances (no labels)")
+    add_text_column(table, "member")
+    add_number_column(table, "patches")
+    add_number_column(table, "missing or empty rows")
     for summary, (_, predictions, _) in zip(report.members, members, strict=True):
         table.add_row(summary.name, str(summary.patches), str(predictions.skipped_missing + predictions.skipped_empty))
     table.caption = f"{report.candidates} candidate patches, {report.distinct} distinct after normalization"

@@ -120,14 +120,18 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, help="Regrade instances the report already has."),
         config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
         overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
     ) -> None:
         """Apply each instance's gold patch and grade it. Exit 0 even when some are unresolved."""
-        console = Console()
+        console = Console(stderr=as_json)
         dataset, extra = resolve_dataset(dataset)
         cfg = load_cli_config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = _instances(dataset, split, instance_ids)
         report = _grade(cfg, instances, {i.instance_id: i.patch for i in instances}, output.resolve(), force, console)
         ids = [i.instance_id for i in instances]
+        if as_json:
+            typer.echo(json.dumps({i: report[i] for i in ids if i in report}, indent=2, sort_keys=True))
+            return
         console.print(_summary_table("gold patches", report, ids))
         _print_totals(console, report, ids)
         console.print(f"report: {output}")
@@ -145,12 +149,16 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, help="Regrade instances the report already has."),
         config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
         overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
     ) -> None:
-        """Grade a predictions file locally, like the official harness (or with it: --official)."""
+        """Grade a predictions file locally, like the official harness (or with it: --official).
+
+        Exit 1 when an instance could not be graded (status error); unresolved is a result.
+        """
         from ..errors import DataError
         from ..swebench.instances import load_instances, load_predictions
 
-        console = Console()
+        console = Console(stderr=as_json)
         if official:
             command = [
                 sys.executable, "-m", "swebench.harness.run_evaluation", "--dataset_name", dataset,
@@ -168,8 +176,16 @@ def register(app: typer.Typer) -> None:
         target = (output or predictions.with_name(predictions.stem + ".report.json")).resolve()
         report = _grade(cfg, instances, patches, target, force, console)
         ids = [i.instance_id for i in instances]
+        errors = any(report.get(i, {}).get("status") == "error" for i in ids)
+        if as_json:
+            typer.echo(json.dumps({i: report[i] for i in ids if i in report}, indent=2, sort_keys=True))
+            if errors:
+                raise typer.Exit(1)
+            return
         console.print(_summary_table(f"predictions of {predictions.name}", report, ids))
         _print_totals(console, report, ids)
         summary = {status: sorted(i for i in ids if report.get(i, {}).get("status") == status) for status in ("resolved", "unresolved", "error")}
         console.print(f"report: {target}")
         console.print_json(json.dumps({k: len(v) for k, v in summary.items()}))
+        if errors:
+            raise typer.Exit(1)

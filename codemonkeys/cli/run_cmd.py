@@ -17,6 +17,7 @@ from ..examples import resolve_dataset
 from ..store import RunStore
 from ..swebench.instances import Instance, load_instances, split_ids
 from .common import ensure_run_dir
+from ..tables import add_number_column, add_text_column, compact_table
 
 
 def _prepare(
@@ -47,13 +48,23 @@ def register(app: typer.Typer) -> None:
         estimate: bool = typer.Option(False, "--estimate", help="Project tokens and dollars; spend nothing."),
         retry_infra: bool = typer.Option(False, "--retry-infra", help="Redo only instances that failed for infrastructure reasons."),
         allow_oracle: bool = typer.Option(False, "--allow-oracle", help="Export predictions made with an oracle model."),
+        as_json: bool = typer.Option(False, "--json", help="With --estimate: print the projection as JSON."),
     ) -> None:
         """Context, generation, selection and export for every instance, resumable."""
         ids = [i for text in instance_ids or [] for i in split_ids(text)]
+        if as_json and not estimate:
+            raise UserError("--json goes with --estimate (a run's tables are `status --json` and `costs --json`)")
         cfg, instances = _prepare(config, overrides or [], dataset, ids, mirror_dir, run_dir)
         if estimate:
-            from ..pipeline.estimate import print_estimate
+            from ..pipeline.estimate import estimate_run, print_estimate
 
+            if as_json:
+                rows = estimate_run(cfg, instances, run_dir)
+                typer.echo(json.dumps([
+                    {"stage": r.stage, "prompt_tokens": r.prompt_tokens, "usd": r.usd, "basis": r.source,
+                     "instances": r.instances} for r in rows
+                ], indent=2))
+                return
             print_estimate(cfg, instances, run_dir)
             return
         _run(cfg, instances, run_dir, retry_infra=retry_infra, allow_oracle=allow_oracle)
@@ -85,13 +96,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        table = Table(title=f"status of {run_dir}")
-        for column in ("instance", "stage", "status", "plan", "trajectories", "candidates", "selection", "failure"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(str(row[key]) for key in ("instance_id", "stage", "status", "plan", "trajectories", "candidates", "selection", "failure")))
         console = Console()
-        console.print(table)
+        console.print(status_table(rows, f"status of {run_dir}", console.width))
+        for row in rows:
+            if row["failure"]:
+                console.print(f"{row['instance_id']}: {row['failure']}", highlight=False, markup=False)
         fallbacks = [str(row["instance_id"]) for row in rows if row["context"] and row["context"]["fallback"]]  # type: ignore[index]
         if fallbacks:
             console.print(f"ranked lexically (every ranking run failed): {', '.join(fallbacks)}")
@@ -99,6 +108,57 @@ def register(app: typer.Typer) -> None:
             console.print("context windows: " + ", ".join(
                 f"{w['stage']} {w['tokens']:,} ({w['source']})" if w["tokens"] else f"{w['stage']} unknown" for w in windows
             ))
+
+
+_KIND_SHORT = {"testing": "test", "editing": "edit", "generation": "gen", "selection": "sel", "ranking": "rank"}
+
+
+def status_table(rows: list[dict[str, object]], title: str, width: int = 80) -> Table:
+    """The status rows in ``width`` columns: trajectories as done/all per kind, failures printed below.
+
+    Every column but the instance id is sized to its longest word, so text wraps
+    between words; the id gets the rest and folds only when it must.
+    """
+    cells = [
+        [
+            str(row["instance_id"]),
+            ("done" if row["status"] == "done" else f"{row['stage']} {row['status']}") + ("*" if row["failure"] else ""),
+            str(row["plan"]), _trajectory_summary(row["trajectories"]), str(row["candidates"]),
+            str(row["selection"]).replace("_", " "),  # wraps at the space, not mid-word
+        ]
+        for row in rows
+    ]
+    headers = ("instance", "state", "plan", "trajs", "cands", "selection")
+
+    def longest(i: int, by: str | None) -> int:
+        texts = [headers[i], *(cell[i] for cell in cells)]
+        return max(len(part) for text in texts for part in (text.splitlines() if by is None else text.split()) or [""])
+
+    sizes = [longest(1, " "), longest(2, " "), longest(3, None), longest(4, None), longest(5, " ")]
+    instance = max(12, min(longest(0, None), width - sum(sizes) - len(headers)))
+    table = compact_table(title)
+    table.add_column("instance", width=instance, overflow="fold")
+    for header, size in zip(headers[1:], sizes, strict=True):
+        table.add_column(header, width=size, justify="right" if header == "cands" else "left", overflow="fold")
+    for cell in cells:
+        table.add_row(*cell)
+    if any(row["failure"] for row in rows):
+        table.caption = "* failed: the causes follow"
+    return table
+
+
+def _trajectory_summary(text: object) -> str:
+    """``editing done: 4, editing failed: 1, testing done: 5`` as ``edit 4/5 test 5/5``."""
+    if not isinstance(text, str) or text == "-":
+        return "-"
+    done: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for part in text.split(", "):
+        label, _, count = part.rpartition(": ")
+        kind, _, status = label.partition(" ")
+        total[kind] = total.get(kind, 0) + int(count or 0)
+        done[kind] = done.get(kind, 0) + (int(count or 0) if status == "done" else 0)
+    return "\n".join(f"{_KIND_SHORT.get(kind, kind)} {done[kind]}/{total[kind]}" for kind in total)
 
 
 def status_rows(store: RunStore) -> list[dict[str, object]]:

@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
+from ..tables import add_number_column, add_text_column, compact_table
 from .report import EnsembleReport
 
 
@@ -17,8 +18,8 @@ def _percent(count: float, total: int) -> str:
 def report_table(report: EnsembleReport) -> Table:
     """One row per member, then the oracle, random-choice and selection rows."""
     n = report.n_instances
-    table = Table(
-        title=f"Ensemble over {n} instances",
+    table = compact_table(
+        f"Ensemble over {n} instances",
         caption=(
             f"{report.candidates} candidate patches, {report.distinct} distinct after normalization"
             + (
@@ -33,22 +34,25 @@ def report_table(report: EnsembleReport) -> Table:
             )
         ),
     )
-    table.add_column("member")
-    table.add_column("patches", justify="right")
-    table.add_column("resolved", justify="right")
-    table.add_column(f"% of {n}", justify="right")
-    for member in report.members:
+    add_number_column(table, "#")
+    add_text_column(table, "member")
+    add_number_column(table, "patches")
+    add_number_column(table, "resolved")
+    add_number_column(table, f"% of {n}")
+    for number, member in enumerate(report.members, 1):
         table.add_row(
-            member.name, str(member.patches), str(member.resolved), _percent(member.resolved, n)
+            str(number), member.name, str(member.patches), str(member.resolved), _percent(member.resolved, n)
         )
     table.add_section()
     table.add_row(
+        "",
         "oracle (any member resolved)",
         "",
         str(report.oracle_resolved),
         _percent(report.oracle_resolved, n),
     )
     table.add_row(
+        "",
         "random choice (expected)",
         "",
         f"{report.random_expected_resolved:.1f}",
@@ -56,30 +60,32 @@ def report_table(report: EnsembleReport) -> Table:
     )
     if report.selected_resolved is not None:
         table.add_row(
-            "selection", "", str(report.selected_resolved), _percent(report.selected_resolved, n)
+            "", "selection", "", str(report.selected_resolved), _percent(report.selected_resolved, n)
         )
     return table
 
 
 def instance_table(report: EnsembleReport, limit: int | None = None) -> Table:
     """Per-instance detail: candidates, distinct patches, who resolved it, the pick."""
-    table = Table(title="Per instance")
-    for name, justify in (
-        ("instance", "left"),
-        ("candidates", "right"),
-        ("distinct", "right"),
-        ("resolved by", "left"),
-        ("random", "right"),
-        ("selected", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = compact_table(
+        "Per instance",
+        caption="cands: candidates, dist: distinct patches, resolved by: members' # in the Ensemble table, "
+        "p(rand): chance a random pick resolves",
+    )
+    numbers = {member.name: str(number) for number, member in enumerate(report.members, 1)}
+    add_text_column(table, "instance", min_width=12)
+    add_number_column(table, "cands")
+    add_number_column(table, "dist")
+    add_text_column(table, "resolved by")
+    add_number_column(table, "p(rand)")
+    add_text_column(table, "selected")
     for row in report.instances[:limit]:
         selected = "" if row.selected is None else f"{row.selected} ({row.selected_status})"
         table.add_row(
             row.instance_id,
             str(row.candidates),
             str(row.distinct),
-            ", ".join(row.resolved) or "-",
+            " ".join(numbers.get(name, name) for name in row.resolved) or "-",
             f"{row.random_expectation:.2f}",
             selected,
         )

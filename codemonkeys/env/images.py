@@ -349,8 +349,3 @@ def _uv_digest() -> str:
     path = Path(_uv_binary())
     stat = path.stat()
     return f"{stat.st_size}-{int(stat.st_mtime)}"
-
-
-def remove_dangling(client: docker.DockerClient) -> None:  # pragma: no cover - maintenance helper
-    """Drop dangling layers left by failed builds."""
-    client.images.prune(filters={"dangling": True})

@@ -23,8 +23,6 @@ from ..sandbox.base import EnvironmentRef, SandboxFactory
 from ..swebench.instances import Instance
 
 if TYPE_CHECKING:
-    from ..env.images import ImageBuilder
-    from ..env.local import LocalEnvBuilder
     from ..swebench.repo import RepoSource
     from .instance import EnvironmentProvider
 
@@ -78,20 +76,6 @@ class ThreadedEnvironments:
         return built.ref  # type: ignore[no-any-return]
 
 
-class ImageEnvironments(ThreadedEnvironments):
-    """Docker images from :class:`~codemonkeys.env.images.ImageBuilder` (official pull, cache or build)."""
-
-    def __init__(self, builder: ImageBuilder, *, parallel: int = 1) -> None:
-        super().__init__(builder, parallel=parallel)
-
-
-class LocalEnvironments(ThreadedEnvironments):
-    """Host directories from :class:`~codemonkeys.env.local.LocalEnvBuilder`, for the bubblewrap backend."""
-
-    def __init__(self, builder: LocalEnvBuilder, *, parallel: int = 1) -> None:
-        super().__init__(builder, parallel=parallel)
-
-
 def uses_local_environments(sandboxes: SandboxFactory, config: Config) -> bool:
     """Whether ``sandboxes`` runs on host directories (bubblewrap) rather than images."""
     from ..sandbox.bwrap_backend import BubblewrapSandboxFactory
@@ -110,7 +94,7 @@ def environments_for(
     if uses_local_environments(sandboxes, config):
         from ..env.local import LocalEnvBuilder
 
-        return LocalEnvironments(LocalEnvBuilder(config.environment, progress=progress, source=source))
+        return ThreadedEnvironments(LocalEnvBuilder(config.environment, progress=progress, source=source))
     from ..env.images import ImageBuilder
 
-    return ImageEnvironments(ImageBuilder(config.environment, progress=progress, source=source))
+    return ThreadedEnvironments(ImageBuilder(config.environment, progress=progress, source=source))
