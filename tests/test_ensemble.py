@@ -251,21 +251,34 @@ def test_unparsable_patches_are_counted_not_fatal(tmp_path: Path) -> None:
 # --- the real submissions --------------------------------------------------------------------
 
 
+def _official(folder: Path) -> tuple[set[str], int]:
+    """A submission's official resolved ids and its number of non-empty patches, read directly."""
+    resolved = set(json.loads((folder / "results.json").read_text())["resolved"])
+    patches = sum(
+        1
+        for line in (folder / "all_preds.jsonl").read_text(encoding="utf-8").splitlines()
+        if (json.loads(line).get("model_patch") or "").strip()
+    )
+    return resolved, patches
+
+
 @pytest.mark.skipif(not SUBMISSIONS.is_dir(), reason="shared data folder absent")
 def test_real_verified_submissions_report() -> None:
-    members = [
-        load_submission(folder) for folder in sorted(SUBMISSIONS.iterdir()) if folder.is_dir()
-    ]
+    folders = [folder for folder in sorted(SUBMISSIONS.iterdir()) if folder.is_dir()]
+    assert len(folders) == 4
+    members = [load_submission(folder) for folder in folders]
     universe = instance_universe(members)
     assert len(universe) == 500
     report = ensemble_report(members, universe)
-    resolved = {m.name: m.resolved for m in report.members}
-    assert resolved == {
-        "20250110_blackboxai_agent_v1.1": 314,
-        "20241221_codestory_midwit_claude-3-5-sonnet_swe-search": 311,
-        "20241213_devlo": 291,
-        "20251118_mini-swe-agent_gemini-3-pro": 371,
+    official = {folder.name: _official(folder) for folder in folders}
+    # Each member's figures are the official ones, read straight from its files.
+    assert {m.name: m.resolved for m in report.members} == {
+        name: len(resolved) for name, (resolved, _) in official.items()
     }
+    assert {m.name: m.patches for m in report.members} == {
+        name: patches for name, (_, patches) in official.items()
+    }
+    assert official["20251118_mini-swe-agent_gemini-3-pro"][1] == 499
     assert all(summary.rate == summary.resolved / 500 for summary in report.members)
     # Official grading counts codestory's empty prediction for django__django-12708 as resolved.
     assert {m.name: m.resolved_without_patch for m in report.members} == {
@@ -276,22 +289,49 @@ def test_real_verified_submissions_report() -> None:
     }
     [odd] = [r for r in report.instances if set(r.resolved) - set(r.with_patch)]
     assert odd.instance_id == "django__django-12708"
-    assert {m.name: m.patches for m in report.members} == {
-        "20250110_blackboxai_agent_v1.1": 480,
-        "20241221_codestory_midwit_claude-3-5-sonnet_swe-search": 454,
-        "20241213_devlo": 500,
-        "20251118_mini-swe-agent_gemini-3-pro": 499,
-    }
-    # The union of the four is 410/500 (82.0%); the best member 371 (74.2%).
-    assert report.oracle_resolved == 410
-    assert report.oracle_resolved / 500 == 0.82
-    assert max(m.resolved for m in report.members) == 371
+    # The issue's figures: union 410/500 (82.0%), best member 371 (74.2%).
+    union = set().union(*(resolved for resolved, _ in official.values()))
+    assert report.oracle_resolved == len(union) == 410
+    assert report.oracle_rate == 0.82
+    best = report.best_member
+    assert best is not None and best.name == "20251118_mini-swe-agent_gemini-3-pro"
+    assert (best.resolved, best.rate) == (371, 0.742)
     rates = [m.rate for m in report.members]
     assert min(rates) <= report.random_rate <= max(rates)
-    assert report.candidates == 1933 and report.unparsable_patches == 0
+    assert report.candidates == sum(p for _, p in official.values()) == 1933
+    assert report.unparsable_patches == 0
     assert report.distinct <= report.candidates
+    text = table_text(report_table(report))
+    [best_line] = [line for line in text.splitlines() if "best member" in line]
+    assert "371" in best_line and "74.2%" in best_line
+    for figure in ("410", "82.0%", "371", "74.2%", "1933 candidate patches"):
+        assert figure in text
     print()
-    print(table_text(report_table(report)))
+    print(text)
+
+
+@pytest.mark.skipif(not SUBMISSIONS.is_dir(), reason="shared data folder absent")
+def test_cli_ensemble_report_over_the_four_submissions() -> None:
+    from typer.testing import CliRunner
+
+    from codemonkeys.cli.main import build_app
+
+    folders = [folder for folder in sorted(SUBMISSIONS.iterdir()) if folder.is_dir()]
+    args = ["ensemble", "--report"]
+    for folder in folders:
+        args += ["--submission", str(folder)]
+    for folder in folders:
+        args += ["--labels", str(folder / "results.json")]
+    app = build_app()
+    result = CliRunner().invoke(app, args, terminal_width=160)
+    assert result.exit_code == 0, result.output
+    [oracle] = [line for line in result.output.splitlines() if "oracle (any member resolved)" in line]
+    assert "410" in oracle and "82.0%" in oracle
+    [best] = [line for line in result.output.splitlines() if "best member" in line]
+    assert "371" in best and "74.2%" in best
+    payload = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
+    assert payload["oracle_resolved"] == 410 and payload["totals"]["oracle_rate"] == 0.82
+    assert max(m["resolved"] for m in payload["members"]) == 371
 
 
 @pytest.mark.skipif(not SUBMISSIONS.is_dir(), reason="shared data folder absent")

@@ -82,6 +82,11 @@ class EnsembleReport(BaseModel):
         return self.oracle_resolved / self.n_instances
 
     @property
+    def best_member(self) -> MemberSummary | None:
+        """The member that resolves most on its own (first in member order on a tie)."""
+        return max(self.members, key=lambda m: m.resolved, default=None)
+
+    @property
     def random_rate(self) -> float:
         return self.random_expected_resolved / self.n_instances
 

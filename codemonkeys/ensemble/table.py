@@ -44,6 +44,10 @@ def report_table(report: EnsembleReport) -> Table:
             str(number), member.name, str(member.patches), str(member.resolved), _percent(member.resolved, n)
         )
     table.add_section()
+    if (best := report.best_member) is not None:
+        table.add_row(
+            "best member", "", str(best.resolved), _percent(best.resolved, n)
+        )
     table.add_row(
         "",
         "oracle (any member resolved)",
