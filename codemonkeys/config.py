@@ -135,6 +135,9 @@ class GenerationConfig(Section):
     max_iterations: int = Field(8, gt=0)
     test_timeout_s: float = Field(100.0, gt=0)
     output_limit_chars: int = Field(10_000, gt=100)
+    # After each editing turn a changed file is shown whole up to this size, else the regions
+    # around the changes (so its current text is always at hand for the next SEARCH).
+    changed_file_limit_chars: int = Field(20_000, gt=100)
     warm_cache_first: bool = True
 
 

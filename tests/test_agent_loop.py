@@ -326,3 +326,14 @@ async def test_infra_and_budget_failures_are_recorded_by_kind_and_retried_by_a_r
     model = ScriptedModel(["<done/>"])
     again = await guarded_testing(deps(run_store, gateway(model, run_store)), "i1", "issue", 0)
     assert again.status == "done" and again.failure_kind is None and len(model.calls) == 1
+
+
+async def test_a_long_changed_file_is_shown_as_its_changed_regions(run_store: RunStore) -> None:
+    files = {"shapes.py": BIG}
+    model = ScriptedModel([WRONG, RIGHT_AFTER_WRONG, "<done/>"])
+    d = deps(run_store, gateway(model, run_store), files=files, changed_file_limit_chars=500)
+    state = await run_editing(d, fresh_editing(answer_test()))
+    assert state.status == "done" and fixed_patch(state)
+    after_wrong = last_user(model, 1)
+    assert '<file path="shapes.py" lines="1-' in after_wrong and "    return width + height\n" in after_wrong
+    assert "def helper_149" not in after_wrong  # far from the change

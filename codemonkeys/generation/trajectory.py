@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..agent import Agent, Finished, LoopDeps, Observation, SourceFiles, TestRunnerLike, execution_view
 from ..config import GenerationConfig, ModelSettings
@@ -29,6 +30,7 @@ from ..prompting import Prompt
 from ..store.records import TestExecution
 from .answers import EditingAnswer, TestingAnswer, parse_editing_answer, parse_testing_answer
 from .state import TrajectoryState, TrajectoryStore
+from .views import file_view
 
 __all__ = [
     "EditingTrajectory",
@@ -113,9 +115,11 @@ def current_files(state: TrajectoryState) -> dict[str, str]:
     return files
 
 
-def changed_files(state: TrajectoryState) -> list[dict[str, str | None]]:
-    """Every file the draft changed with its exact current text (``None``: deleted), by path."""
-    return [{"path": path, "content": state.draft[path]} for path in sorted(state.draft)]
+def changed_files(state: TrajectoryState, limit_chars: int) -> list[dict[str, Any]]:
+    """Every file the draft changed, by path, with its exact current text (see :mod:`.views`)."""
+    return [
+        file_view(path, state.originals.get(path), state.draft[path], limit_chars) for path in sorted(state.draft)
+    ]
 
 
 def draft_diff(state: TrajectoryState) -> str:
@@ -165,7 +169,7 @@ class EditingTrajectory:
             "editing_feedback",
             test_changed=state.test_changed,
             diff=draft_diff(state),
-            files=changed_files(state),
+            files=changed_files(state, self.deps.config.changed_file_limit_chars),
             note=note,
             **views,
         )
