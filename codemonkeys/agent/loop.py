@@ -23,6 +23,7 @@ byte-identical and the response cache answers it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
@@ -42,7 +43,7 @@ class Observation:
     """The next user message and the event saved with it."""
 
     text: str
-    event: dict[str, object] = field(default_factory=dict)
+    event: Mapping[str, object] = field(default_factory=dict)
 
 
 class Finished(Exception):
@@ -188,7 +189,7 @@ class Agent(Generic[S, A]):
     def observe(self, state: S, observation: Observation) -> None:
         """Tell the model what happened and save the turn."""
         state.messages.append(ChatTurn(role="user", content=observation.text))
-        save(self.deps.store, state, observation.event)
+        save(self.deps.store, state, dict(observation.event))
 
     def end(self, state: S, status: str, event: dict[str, object]) -> None:
         state.status = status  # type: ignore[assignment]
