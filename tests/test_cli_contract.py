@@ -285,3 +285,41 @@ def test_ctrl_c_exits_130_with_the_rerun_line_and_no_asyncio_noise(workdir: Path
         assert noise not in err + out, err
     status = cli("status", str(run), "--json")
     assert status.returncode == 0 and IID in status.stdout  # the store is intact for the rerun
+
+
+# --- finished, some instances failed ------------------------------------------------------------------
+
+
+def test_a_run_whose_instance_fails_exits_1(workdir: Path) -> None:
+    """The relevance model answers nonsense: the context stage fails the instance (no sandbox needed)."""
+    run = workdir / "run"
+    with FakeLLMServer(responder=lambda body: "no idea") as server:
+        result = cli("run", "example", "--dataset", "example", "--run-dir", str(run), *ORACLES,
+                     "models.relevance.model=anthropic:nonsense", f"providers.anthropic.base_url={server.anthropic_base_url}",
+                     f"environment.cache_dir={workdir / 'cache'}", env={"ANTHROPIC_API_KEY": "test-key"})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "0 of 1 instance(s) done" in result.stderr
+    status = cli("status", str(run), "--json")
+    assert status.returncode == 0 and '"status": "failed"' in status.stdout
+
+
+def test_hub_warnings_reach_the_terminal_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The hub client has its own handler; the CLI's root handler must not print its records again."""
+    import logging
+
+    from codemonkeys.swebench.instances import _hub_logs_once
+
+    hub = logging.getLogger("huggingface_hub")
+    own = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    ours = logging.StreamHandler(sys.stderr)
+    hub.addHandler(own)
+    root.addHandler(ours)
+    try:
+        with _hub_logs_once():
+            logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    finally:
+        hub.removeHandler(own)
+        root.removeHandler(ours)
+    assert capsys.readouterr().err.count("Retrying in 1s") == 1
+    assert hub.propagate  # restored
