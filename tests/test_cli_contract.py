@@ -139,6 +139,7 @@ def _reading_commands(run: Path, out: Path) -> list[tuple[str, ...]]:
         ("costs", str(run)), ("costs", str(run), "--json"),
         ("export", str(run), "--output", str(out / "preds.jsonl")),
         ("report", str(run), "--output", str(out / "report.html")),
+        ("show", str(run), IID), ("show", str(run), IID, "--json"),
     ]
 
 

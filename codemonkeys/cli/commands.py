@@ -15,6 +15,7 @@ _MODULES = (
     "codemonkeys.cli.ensemble_cmd",
     "codemonkeys.cli.export_cmd",
     "codemonkeys.cli.report_cmd",
+    "codemonkeys.cli.show_cmd",
 )
 
 
