@@ -4,6 +4,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+# The real-model tests serve SmolLM2 with llama-cpp-python from ./.venv-llm (built from source once,
+# ~15 CPU-minutes, then reused from pip's wheel cache). Under CI=true those tests fail without it.
+bash "$ROOT/scripts/setup_llm_server.sh" >/dev/null ||
+  echo "test.sh: could not install the real-model server (.venv-llm); tests/test_real_model.py will say so" >&2
 # The HTML report's test opens it in headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
