@@ -346,3 +346,32 @@ def test_calls_by_stage_are_counted(run_a: Run) -> None:
     by_stage = collections.Counter(call.stage for call in real_calls(run_a))
     answered = [e for e in run_a.exchanges if e.path.endswith("/chat/completions")]
     assert sum(by_stage.values()) == len(answered)
+
+
+# --- the providers against the real server ------------------------------------------------
+
+
+async def test_real_server_usage_and_context_refusal(llama: ServerPool) -> None:
+    """Through the official SDK: usage is the server's; its context-length 400 is ContextLimitReached."""
+    from codemonkeys.config import ProviderSettings
+    from codemonkeys.errors import ContextLimitReached, FailureKind
+    from codemonkeys.llm.providers.openai import OpenAIModel
+    from codemonkeys.llm.spec import parse_model_string
+    from codemonkeys.llm.types import ChatRequest, Message
+
+    server, proxy = llama.get(B_SERVED_CTX)  # the server the tests before left running
+    model = OpenAIModel(parse_model_string(f"openai-compatible:smollm2@{proxy.base_url}"), ProviderSettings(max_retries=3), None)
+    seen = len(proxy.completions())
+    response = await model.complete(ChatRequest((Message("user", "Say hi."),), max_tokens=8))
+    (answer,) = proxy.completions()[seen:]
+    assert answer.usage is not None
+    assert (response.usage.prompt_tokens, response.usage.output_tokens, response.usage.estimated) == (
+        answer.usage["prompt_tokens"], answer.usage["completion_tokens"], False,
+    )  # fmt: skip
+    too_long = ChatRequest((Message("user", "word " * (server.n_ctx + 100)),), max_tokens=8)
+    with pytest.raises(ContextLimitReached) as raised:
+        await model.complete(too_long)
+    await model.aclose()
+    assert raised.value.kind is FailureKind.MODEL
+    assert raised.value.window == server.n_ctx and (raised.value.prompt_tokens or 0) > server.n_ctx
+    assert len(proxy.completions()) == seen + 2  # the refusal was not retried
