@@ -225,6 +225,14 @@ class BudgetConfig(Section):
     # Expected dollars of one testing+editing trajectory, for planning before the run has
     # measured its own (then the mean of finished trajectories is used); None: a token model.
     trajectory_usd_estimate: float | None = Field(None, gt=0)
+    # A model without a price under a budget is refused at start unless this is set; then its
+    # calls reserve nothing and their cost is reported as unknown.
+    allow_unpriced: bool = False
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit applies (a stage share needs the run total)."""
+        return any(v is not None for v in (self.total_usd, self.per_instance_usd, self.per_trajectory_usd))
 
     @field_validator("stage_shares")
     @classmethod

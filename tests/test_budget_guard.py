@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from codemonkeys.budget import BudgetGuard
+from codemonkeys.budget import BudgetGuard, check_priced
 from codemonkeys.config import BudgetConfig
-from codemonkeys.errors import BudgetExceeded
+from codemonkeys.errors import BudgetExceeded, ConfigError
 from codemonkeys.llm.types import CallTag
 from codemonkeys.store.records import LedgerRow
 
@@ -54,7 +54,38 @@ def test_a_rerun_starts_from_the_ledger_and_a_failed_call_costs_nothing() -> Non
         guard.reserve(CallTag("editing", "a"), 0.15)
 
 
-def test_unpriced_models_are_not_blocked() -> None:
-    guard = BudgetGuard(BudgetConfig(total_usd=0.01))
-    guard.settle(guard.reserve(CallTag("relevance", "a"), None), None)
-    assert guard.spent_total == 0.0
+def test_an_unpriced_call_under_a_budget_is_refused_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="allow_unpriced"):
+        BudgetGuard(BudgetConfig(total_usd=0.01)).reserve(CallTag("relevance", "a"), None)
+    allowed = BudgetGuard(BudgetConfig(total_usd=0.01, allow_unpriced=True))
+    allowed.settle(allowed.reserve(CallTag("relevance", "a"), None), None)
+    assert allowed.spent_total == 0.0
+    unlimited = BudgetGuard(BudgetConfig())
+    unlimited.settle(unlimited.reserve(CallTag("relevance", "a"), None), None)
+
+
+def test_check_priced_refuses_a_budgeted_run_with_an_unpriced_model_at_start() -> None:
+    models = {"anthropic:claude-sonnet-4-5": True, "openai-compatible:qwen@http://localhost:8000/v1": False}
+    with pytest.raises(ConfigError, match="no price for openai-compatible:qwen.*pricing.<model>.*allow_unpriced"):
+        check_priced(BudgetConfig(per_trajectory_usd=1.0), models)
+    check_priced(BudgetConfig(per_trajectory_usd=1.0, allow_unpriced=True), models)
+    check_priced(BudgetConfig(), models)  # no budget: unknown cost is only reported
+    check_priced(BudgetConfig(total_usd=1.0), {"anthropic:claude-sonnet-4-5": True})
+
+
+def test_trajectory_limits_are_per_instance_not_per_bare_trajectory_id() -> None:
+    """Every instance tags its ranking runs ``ranking-0``..: they must not share one limit."""
+    guard = BudgetGuard(BudgetConfig(per_trajectory_usd=0.25))
+    for instance in ("a", "b", "c", "d"):
+        for _ in range(2):
+            guard.settle(guard.reserve(CallTag("ranking", instance, "ranking-0"), 0.1), 0.1)
+    with pytest.raises(BudgetExceeded, match="trajectory ranking-0 of a"):
+        guard.reserve(CallTag("ranking", "a", "ranking-0"), 0.1)
+
+
+def test_trajectory_limits_from_the_ledger_are_per_instance() -> None:
+    rows = [_row(i, "ranking", "ranking-0", 0.2) for i in ("a", "b", "c")]
+    guard = BudgetGuard.from_ledger(BudgetConfig(per_trajectory_usd=0.25), rows)
+    guard.settle(guard.reserve(CallTag("ranking", "d", "ranking-0"), 0.2), 0.2)  # a fresh instance
+    with pytest.raises(BudgetExceeded):
+        guard.reserve(CallTag("ranking", "c", "ranking-0"), 0.1)

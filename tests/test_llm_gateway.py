@@ -12,7 +12,7 @@ import pytest
 
 from codemonkeys.config import Price, ProviderSettings
 from codemonkeys.errors import ProviderError
-from codemonkeys.llm.gateway import Gateway, approx_tokens
+from codemonkeys.llm.gateway import Gateway, reserved_prompt_tokens
 from codemonkeys.llm.pricing import PriceTable
 from codemonkeys.llm.providers.anthropic import AnthropicModel
 from codemonkeys.llm.providers.openai import OpenAIModel
@@ -218,7 +218,7 @@ async def test_limiter_gets_the_estimate_then_the_real_usage(
     response = await gateway.complete(request, TAG)
     await gateway.complete(request, TAG)  # a cache hit takes no slot
     await model.aclose()
-    assert limiter.reserved == [approx_tokens(request.prompt_text()) + request.max_tokens]
+    assert limiter.reserved == [reserved_prompt_tokens(request, model.name) + request.max_tokens]
     assert limiter.settled == [response.usage.prompt_tokens + response.usage.output_tokens]
 
 

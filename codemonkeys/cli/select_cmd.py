@@ -284,10 +284,11 @@ async def _select(
     cfg: Config, store: RunStore, instances: list[Instance], console: Console, prepare_factory: Any = None, *, ensemble: bool = False
 ) -> list[InstanceResult]:
     from ..budget import BudgetGuard
-    from ..llm.registry import resolve_secrets
+    from ..llm.registry import check_prices, resolve_secrets
     from ..sandbox.factory import make_sandbox_factory
 
     stages = ("selection", "testing") if prepare_factory is not None else ("selection",)
+    check_prices(cfg, stages)
     hub = ModelHub(
         cfg, store, resolve_secrets(cfg, os.environ, stages),
         budget=BudgetGuard.for_run(cfg.budget, store),

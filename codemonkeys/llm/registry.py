@@ -56,6 +56,19 @@ def resolve_secrets(config: Config, environ: Mapping[str, str], stages: tuple[st
     return keys
 
 
+def check_prices(config: Config, stages: tuple[str, ...] = STAGES) -> None:
+    """A budgeted run whose stages use a model without a price stops here, before any work.
+
+    Raises :class:`~codemonkeys.errors.ConfigError` (one line) unless the model is
+    priced (``pricing.<model>``, 0 for self-hosted) or ``budget.allow_unpriced`` is set.
+    """
+    from ..budget import check_priced
+
+    prices = PriceTable(config.pricing)
+    models = {getattr(config.models, stage).model for stage in stages}
+    check_priced(config.budget, {model: prices.lookup(model) is not None for model in models})
+
+
 def build_model(spec: ModelSpec, settings: ProviderSettings, api_key: str | None) -> Model:
     """The SDK-backed model for a spec; vendor SDKs are imported only here, lazily."""
     if spec.provider == "anthropic":

@@ -13,7 +13,7 @@ from ..budget import BudgetGuard
 from ..config import Config, dump_config
 from ..context.batch import build_stage
 from ..env.specs import SpecRegistry
-from ..llm.registry import STAGES, ModelHub, resolve_secrets
+from ..llm.registry import STAGES, ModelHub, check_prices, resolve_secrets
 from ..llm.server_info import HttpWindowProbe
 from ..llm.spec import parse_model_string
 from ..llm.windows import ResolvedWindow, WindowProbe, resolve_context_windows
@@ -82,6 +82,7 @@ def open_services(
     window_probe: WindowProbe | None = None,
 ) -> Iterator[Services]:
     """Everything a run needs, closed again when the run ends."""
+    check_prices(config)
     secrets = resolve_secrets(config, environ, stages_needing_keys(config))
     config, windows = settle_windows(config, secrets, window_probe)
     store = RunStore.open(run_dir)

@@ -34,7 +34,7 @@ from ..budget import BudgetGuard
 from ..config import Config, SandboxConfig
 from ..context.batch import build_stage
 from ..errors import ConfigError, FailureKind, InfraError, failure_kind
-from ..llm.registry import ModelHub, resolve_secrets
+from ..llm.registry import ModelHub, check_prices, resolve_secrets
 from ..sandbox.base import SandboxFactory
 from ..sandbox.factory import make_sandbox_factory
 from ..store import RunStore
@@ -197,6 +197,7 @@ def run_instances_ray(
     _check_address(config)
     if not instances:
         return {}
+    check_prices(config)
     secrets = resolve_secrets(config, environ, stages_needing_keys(config))
     config, windows = settle_windows(config, secrets)
     started = _connect(config)

@@ -47,7 +47,7 @@ Transport = Callable[..., Any]
 # RunStore methods a worker may call: everything but the lifecycle (open, close, transaction).
 STORE_METHODS = frozenset({
     "get_meta", "set_meta", "add_instance", "set_instance_state", "instance_states", "instance_data",
-    "record_call", "cached_response", "calls", "ledger", "total_cost", "put_context_decision",
+    "record_call", "start_call", "finish_call", "cached_response", "calls", "ledger", "total_cost", "put_context_decision",
     "context_decisions", "token_counts", "put_token_counts", "put_result", "get_result",
     "save_trajectory", "save_turn", "turns", "trajectory", "trajectories", "add_candidate", "candidates",
     "put_execution", "get_execution", "put_selection", "selection", "selections",
@@ -160,6 +160,12 @@ class RemoteStore:
 
     def record_call(self, record: CallRecord, cache_response: str | None = None) -> None:
         self._call("record_call", record, cache_response)
+
+    def start_call(self, record: CallRecord) -> int:
+        return self._call("start_call", record)
+
+    def finish_call(self, call_id: int, record: CallRecord, cache_response: str | None = None) -> None:
+        self._call("finish_call", call_id, record, cache_response)
 
     def cached_response(self, request_hash: str) -> str | None:
         return self._call("cached_response", request_hash)

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One LLM call as the ledger keeps it; ``cost_usd`` is ``None`` when the price is unknown."""
+    """One LLM call as the ledger keeps it; ``cost_usd`` is ``None`` when the price is unknown.
+
+    ``state`` is ``started`` from just before the request is sent until its
+    answer (or error) is recorded (``settled``); a row left ``started`` by a
+    killed or cancelled process counts at ``reserved_usd``, its worst case,
+    until a later attempt gets the same request answered and prices it
+    (``retried``: the first attempt, booked at what its retry cost).
+    """
 
     stage: str
     instance_id: str | None
@@ -24,6 +31,8 @@ class CallRecord:
     error_kind: str | None = None
     error: str | None = None
     ts: float = 0.0
+    state: str = "settled"
+    reserved_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,8 @@ class LedgerRow:
     cache_write_tokens: int
     cost_usd: float
     unpriced_calls: int
+    # Calls whose answer is unknown (killed or cancelled in flight), counted at their worst case.
+    started_calls: int = 0
 
     def as_dict(self, names: tuple[str, ...]) -> dict[str, object]:
         data: dict[str, object] = dict(zip(names, self.group, strict=True))
@@ -53,6 +64,7 @@ class LedgerRow:
             cache_write_tokens=self.cache_write_tokens,
             cost_usd=round(self.cost_usd, 6),
             unpriced_calls=self.unpriced_calls,
+            started_calls=self.started_calls,
         )
         return data
 

@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     latency_s REAL NOT NULL,
     cached INTEGER NOT NULL,
     error_kind TEXT,
-    error TEXT
+    error TEXT,
+    state TEXT NOT NULL DEFAULT 'settled',
+    reserved_usd REAL
 );
 CREATE INDEX IF NOT EXISTS llm_calls_instance ON llm_calls (instance_id, stage);
 CREATE TABLE IF NOT EXISTS response_cache (
@@ -203,6 +205,7 @@ class RunStore:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
+        self._legacy_calls = False
         self._lock = threading.RLock()
         with _sqlite_errors(path, read_only=read_only):
             self._conn = _connect(path, read_only=read_only)
@@ -210,11 +213,14 @@ class RunStore:
             with self._lock:
                 if read_only:
                     self._check_schema(self._read_schema_version())
+                    # A store written before calls had states (read, never migrated, here).
+                    self._legacy_calls = "state" not in {r[1] for r in self._conn.execute("PRAGMA table_info(llm_calls)")}
                     return
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
                 self._conn.executescript(_SCHEMA)
+                _add_missing_columns(self._conn)
                 row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
                     self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -344,33 +350,39 @@ class RunStore:
     def record_call(self, record: CallRecord, cache_response: str | None = None) -> None:
         """Append a call to the ledger, and cache its response in the same transaction."""
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO llm_calls (ts, stage, instance_id, trajectory, request_hash, model, input_tokens, "
-                "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, latency_s, cached, error_kind, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.ts or time.time(),
-                    record.stage,
-                    record.instance_id,
-                    record.trajectory,
-                    record.request_hash,
-                    record.model,
-                    record.input_tokens,
-                    record.output_tokens,
-                    record.cache_read_tokens,
-                    record.cache_write_tokens,
-                    record.cost_usd,
-                    record.latency_s,
-                    int(record.cached),
-                    record.error_kind,
-                    record.error,
-                ),
-            )
+            conn.execute(_INSERT_CALL, _call_values(record))
             if cache_response is not None:
+                _cache(conn, record, cache_response)
+
+    def start_call(self, record: CallRecord) -> int:
+        """Record a call as started, at its reserved worst case, before it is sent; its row id."""
+        with self.transaction() as conn:
+            cursor = conn.execute(_INSERT_CALL, _call_values(record))
+            return int(cursor.lastrowid or 0)
+
+    def finish_call(self, call_id: int, record: CallRecord, cache_response: str | None = None) -> None:
+        """Settle a started call with its answer (or error), caching the response in the same transaction.
+
+        An answered request also prices the attempts of it that an earlier process
+        left ``started`` (killed in flight): they become ``retried`` at this cost.
+        """
+        values = _call_values(record)[1:]
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE llm_calls SET stage=?, instance_id=?, trajectory=?, request_hash=?, model=?, input_tokens=?, "
+                "output_tokens=?, cache_read_tokens=?, cache_write_tokens=?, cost_usd=?, latency_s=?, cached=?, "
+                "error_kind=?, error=?, state=?, reserved_usd=? WHERE id=?",
+                (*values, call_id),
+            )
+            if record.error_kind is None and not record.cached:
                 conn.execute(
-                    "INSERT OR REPLACE INTO response_cache VALUES (?, ?, ?, ?)",
-                    (record.request_hash, record.model, cache_response, time.time()),
+                    "UPDATE llm_calls SET state='retried', cost_usd=?, input_tokens=?, output_tokens=?, "
+                    "cache_read_tokens=?, cache_write_tokens=? WHERE request_hash=? AND state='started' AND id<?",
+                    (record.cost_usd, record.input_tokens, record.output_tokens, record.cache_read_tokens,
+                     record.cache_write_tokens, record.request_hash, call_id),
                 )
+            if cache_response is not None:
+                _cache(conn, record, cache_response)
 
     def cached_response(self, request_hash: str) -> str | None:
         """The cached response blob for a request, or ``None`` on a miss."""
@@ -398,24 +410,32 @@ class RunStore:
                 error_kind=row["error_kind"],
                 error=row["error"],
                 ts=row["ts"],
+                state="settled" if self._legacy_calls else row["state"],
+                reserved_usd=None if self._legacy_calls else row["reserved_usd"],
             )
             for row in rows
         ]
 
     def ledger(self, group_by: Sequence[str] = ("stage", "model"), **where: str | None) -> list[LedgerRow]:
-        """Spending grouped by ledger columns; cache hits cost nothing and are counted apart."""
+        """Spending grouped by ledger columns; cache hits cost nothing and are counted apart.
+
+        A call still ``started`` (its process died or was cancelled with it in
+        flight) costs its reserved worst case: spending is never undercounted.
+        """
         unknown = set(group_by) - _LEDGER_COLUMNS
         if unknown:
             raise UserError(f"cannot group the ledger by {sorted(unknown)}; choose from {sorted(_LEDGER_COLUMNS)}")
         clauses, params = _where(where)
         columns = ", ".join(group_by) if group_by else "'all'"
+        booked, started = ("cost_usd", "0") if self._legacy_calls else (_BOOKED, "state = 'started'")
         sql = (
             f"SELECT {columns}, COUNT(*) AS calls, SUM(cached) AS cached_calls, "
             "SUM(error_kind IS NOT NULL) AS failed_calls, "
             "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
             "SUM(cache_read_tokens) AS cache_read_tokens, SUM(cache_write_tokens) AS cache_write_tokens, "
-            "COALESCE(SUM(cost_usd), 0.0) AS cost_usd, "
-            "SUM(cost_usd IS NULL AND cached = 0 AND error_kind IS NULL) AS unpriced_calls "
+            f"COALESCE(SUM({booked}), 0.0) AS cost_usd, "
+            f"SUM({booked} IS NULL AND cached = 0 AND error_kind IS NULL) AS unpriced_calls, "
+            f"SUM({started}) AS started_calls "
             f"FROM llm_calls{clauses} GROUP BY {columns} ORDER BY {columns}"
         )
         rows = self._query(sql, params)
@@ -432,6 +452,7 @@ class RunStore:
                 cache_write_tokens=row["cache_write_tokens"] or 0,
                 cost_usd=row["cost_usd"] or 0.0,
                 unpriced_calls=row["unpriced_calls"] or 0,
+                started_calls=row["started_calls"] or 0,
             )
             for row in rows
         ]
@@ -645,6 +666,53 @@ class RunStore:
         """Every recorded selection, by instance id (for exports and reports)."""
         rows = self._query("SELECT * FROM selections ORDER BY instance_id")
         return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
+
+
+_BOOKED = "(CASE WHEN state = 'started' THEN reserved_usd ELSE cost_usd END)"
+_INSERT_CALL = (
+    "INSERT INTO llm_calls (ts, stage, instance_id, trajectory, request_hash, model, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, latency_s, cached, error_kind, error, "
+    "state, reserved_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Columns added after schema 1 was released: (name, declaration), added to older stores on open.
+_ADDED_COLUMNS = {"llm_calls": (("state", "TEXT NOT NULL DEFAULT 'settled'"), ("reserved_usd", "REAL"))}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+
+def _call_values(record: CallRecord) -> tuple[Any, ...]:
+    return (
+        record.ts or time.time(),
+        record.stage,
+        record.instance_id,
+        record.trajectory,
+        record.request_hash,
+        record.model,
+        record.input_tokens,
+        record.output_tokens,
+        record.cache_read_tokens,
+        record.cache_write_tokens,
+        record.cost_usd,
+        record.latency_s,
+        int(record.cached),
+        record.error_kind,
+        record.error,
+        record.state,
+        record.reserved_usd,
+    )
+
+
+def _cache(conn: sqlite3.Connection, record: CallRecord, response: str) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO response_cache VALUES (?, ?, ?, ?)",
+        (record.request_hash, record.model, response, time.time()),
+    )
 
 
 def _where(filters: dict[str, str | None], columns: frozenset[str] = _LEDGER_COLUMNS) -> tuple[str, list[Any]]:
