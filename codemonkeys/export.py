@@ -4,10 +4,11 @@ One row per instance with a selection (``instance_id``, ``model_name_or_path``,
 ``model_patch``); an instance where nothing was selected has no row. The
 patch is the selected candidate's own text, as it was produced or submitted.
 
-Work touched by an oracle model (it reads the gold patch) is refused unless
-``allow_oracle``: the models are those recorded on the candidate
-(``models``), those in the ledger for the trajectories that produced it, and
-the selection trajectory's.
+A run touched by an oracle model (it reads the gold patch) anywhere is refused
+unless ``allow_oracle``, like inspect_ai's mock model taints what it touches:
+an oracle in any stage's ledger (context included), and, per prediction, the
+models recorded on the candidate (``models``), those of the trajectories that
+produced it, and the selection trajectory's.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import DataError, UserError
 from .oracle import is_oracle
-from .store.records import CallRecord
+from .store.records import CallRecord, LedgerRow
 
 
 class ExportSource(Protocol):
@@ -33,6 +34,8 @@ class ExportSource(Protocol):
     def candidates(self, instance_id: str) -> list[dict[str, Any]]: ...
 
     def calls(self, **where: str | None) -> list[CallRecord]: ...
+
+    def ledger(self, group_by: Sequence[str] = ..., **where: str | None) -> list[LedgerRow]: ...
 
 
 @dataclass(frozen=True)
@@ -86,18 +89,37 @@ def oracle_tainted(rows: Iterable[Prediction]) -> list[Prediction]:
     return [row for row in rows if any(is_oracle(model) for model in row.models)]
 
 
+def oracle_stages(store: ExportSource) -> dict[str, list[str]]:
+    """Stage -> the oracle models its calls used, for every stage of the run that used one."""
+    used: dict[str, list[str]] = {}
+    for row in store.ledger(group_by=("stage", "model")):
+        stage, model = row.group
+        if model is not None and is_oracle(model):
+            used.setdefault(str(stage), []).append(model)
+    return used
+
+
+def run_taint(store: ExportSource, rows: Iterable[Prediction]) -> str | None:
+    """Why the run's predictions are oracle work, ``None`` when they are not."""
+    stages = oracle_stages(store)
+    tainted = oracle_tainted(rows)
+    if not stages and not tainted:
+        return None
+    parts = [f"{stage} ({', '.join(models)})" for stage, models in sorted(stages.items())]
+    if tainted:
+        shown = ", ".join(row.instance_id for row in tainted[:5]) + (" ..." if len(tainted) > 5 else "")
+        parts.append(f"{len(tainted)} selected candidate(s): {shown}")
+    return "an oracle model, which reads the gold patch, was used by " + "; ".join(parts)
+
+
 def export_predictions(
     store: ExportSource, output: Path, *, model_name: str, allow_oracle: bool = False
 ) -> list[Prediction]:
     """Write the predictions file (atomically) and return what was written."""
     rows = predictions(store)
-    tainted = oracle_tainted(rows)
-    if tainted and not allow_oracle:
-        shown = ", ".join(row.instance_id for row in tainted[:5]) + (" ..." if len(tainted) > 5 else "")
-        raise UserError(
-            f"{len(tainted)} selected candidate(s) come from an oracle model, which reads the gold patch "
-            f"({shown}); pass --allow-oracle to export them anyway"
-        )
+    taint = run_taint(store, rows)
+    if taint is not None and not allow_oracle:
+        raise UserError(f"{taint}; pass --allow-oracle to export anyway")
     output = Path(output).expanduser()
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")

@@ -18,7 +18,8 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from unidiff import PatchSet
 
@@ -26,6 +27,9 @@ from .edits import EditBlock, TestScript, normalize_patch, render_edits, render_
 from .llm.spec import ModelSpec
 from .llm.types import ChatRequest, ChatResponse, Usage
 from .llm.gateway import approx_tokens
+
+if TYPE_CHECKING:
+    from .config import Config
 
 _FILE_PATH = re.compile(r'<file path="(?P<path>[^"]+)"')
 _CANDIDATE = re.compile(r'<candidate number="(?P<number>\d+)">\s*```diff\n(?P<diff>.*?)```\s*</candidate>', re.S)
@@ -106,6 +110,28 @@ finally:
 print("tests exit code:", result.returncode)
 sys.exit(0 if result.returncode == 0 else 2)
 '''
+
+
+def build_oracle(
+    spec: ModelSpec, *, config: Config, api_key: str | None, stage: str, instance: Mapping[str, Any] | None
+) -> OracleModel:
+    """The provider builder of ``oracle`` and ``oracle-noisy:P`` (see ``llm.registry.PROVIDERS``).
+
+    It answers from the instance's own gold and test patches, as the run store keeps its dataset row.
+    """
+    from .env.grading import build_test_command
+    from .env.specs import SpecRegistry
+    from .errors import UnknownProviderError
+    from .swebench.instances import Instance
+
+    if instance is None:
+        raise UnknownProviderError(f"the oracle answers for a known instance only (stage {stage})")
+    row = Instance.model_validate(dict(instance))
+    env_spec = SpecRegistry.default(config.environment.spec_overrides, config.environment.spec_files).get(
+        row.repo, row.version
+    )
+    script = reproduction_script(row.test_patch, build_test_command(row, env_spec), env_spec.env_vars)
+    return OracleModel(spec, stage, instance_id=row.instance_id, gold_patch=row.patch, test_script=script)
 
 
 class OracleModel:

@@ -66,6 +66,18 @@ def test_oracle_work_is_refused_unless_allowed(run_store: RunStore, tmp_path: Pa
     assert len(rows) == 2 and output.exists()
 
 
+def test_a_run_whose_only_oracle_was_the_relevance_stage_is_tainted(run_store: RunStore, tmp_path: Path) -> None:
+    """Like a mock model's taint: the context came from the gold patch, so every prediction did."""
+    fill(run_store)
+    run_store.record_call(CallRecord("relevance", "i1", None, "h1", "oracle"))
+    run_store.record_call(CallRecord("ranking", "i1", "ranking-0", "h2", "anthropic:claude-sonnet-4-5"))
+    output = tmp_path / "all_preds.jsonl"
+    with pytest.raises(UserError, match=r"oracle model.*used by relevance \(oracle\).*--allow-oracle"):
+        export_predictions(run_store, output, model_name="m")
+    assert not output.exists()
+    assert len(export_predictions(run_store, output, model_name="m", allow_oracle=True)) == 2
+
+
 def test_a_selection_of_an_unknown_or_empty_candidate_is_an_error(run_store: RunStore) -> None:
     run_store.put_selection("i1", "ghost", "single_candidate", {})
     with pytest.raises(DataError, match="not in the store"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codemonkeys.config import ProviderSettings, load_config
-from codemonkeys.errors import MissingCredentialsError
+from codemonkeys.errors import MissingCredentialsError, UnknownProviderError
 from codemonkeys.llm.gateway import Limiter
 from codemonkeys.llm.limiter import ProviderLimiter
 from codemonkeys.llm.registry import ModelHub, resolve_secrets
@@ -64,3 +64,29 @@ async def test_hub_builds_sdk_models_per_stage(
     assert (
         costs["ranking"] is not None and costs["relevance"] is None
     )  # the local model has no price
+
+
+async def test_the_oracle_is_a_provider_named_by_the_model_string(run_store: RunStore) -> None:
+    """No factory holding gold patches is passed in: the hub builds it from the store's instance row."""
+    from codemonkeys.examples import resolve_dataset
+    from codemonkeys.oracle import OracleModel
+    from codemonkeys.swebench.instances import load_instances
+
+    dataset, extra = resolve_dataset("example", run_store.path.parent)
+    [instance] = load_instances(dataset)
+    run_store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
+    config = load_config("verified", [*extra, "models.relevance.model=oracle", "models.editing.model=oracle-noisy:0.25"])
+    hub = ModelHub(config, run_store, {})
+    relevance = hub.gateway("relevance", instance.instance_id)
+    editing = hub.gateway("editing", instance.instance_id)
+    assert isinstance(relevance.model, OracleModel) and isinstance(editing.model, OracleModel)
+    assert editing.name == "oracle-noisy:0.25"
+    gold = instance.patch.split("\n", 1)[0].split(" b/")[-1]
+    answer = await relevance.complete(
+        ChatRequest((Message("user", f'<file path="{gold}">\n...'),)), CallTag("relevance", instance.instance_id)
+    )
+    assert "<relevant>yes</relevant>" in answer.text
+    with pytest.raises(UnknownProviderError, match="one instance"):
+        hub.gateway("relevance")  # an oracle answers for an instance only
+    with pytest.raises(UnknownProviderError):
+        ModelHub(load_config("verified", ["models.relevance.model=nosuch:model"]), run_store, {}).gateway("relevance", "x")

@@ -19,12 +19,12 @@ def register(app: typer.Typer) -> None:
         allow_oracle: bool = typer.Option(False, "--allow-oracle", help="Also export work of oracle models (they read the gold patch)."),
     ) -> None:
         """Write one prediction per instance with a selection (instance_id, model_name_or_path, model_patch)."""
-        from ..export import export_predictions, oracle_tainted
+        from ..export import export_predictions, run_taint
 
         with RunStore.open_read_only(run_dir) as store:
             rows = export_predictions(store, output, model_name=model_name, allow_oracle=allow_oracle)
             without = sum(1 for s in store.selections() if s["candidate_id"] is None)
+            taint = run_taint(store, rows)
         note = f"; {without} instance(s) had nothing to select" if without else ""
-        tainted = len(oracle_tainted(rows))
-        note += f"; {tainted} from an oracle model (allowed)" if tainted else ""
+        note += f"; ORACLE (allowed): {taint}" if taint else ""
         Console(stderr=True).print(f"wrote {len(rows)} prediction(s) to {output}{note}", highlight=False, soft_wrap=True)

@@ -245,8 +245,7 @@ def _finish(
     console: Console,
 ) -> None:
     """Export the predictions and say how the run went; exit 1 when an instance is not done."""
-    from ..export import export_predictions
-    from ..oracle import is_oracle
+    from ..export import export_predictions, oracle_stages
 
     if stop_after != "selection":
         done = sum(1 for status in statuses.values() if status == "done")
@@ -254,7 +253,7 @@ def _finish(
         if done < len(statuses):
             raise typer.Exit(1)
         return
-    oracle_run = any(is_oracle(getattr(cfg.models, stage).model) for stage in ("testing", "editing", "selection"))
+    oracle_run = bool(oracle_stages(store))
     output = Path(run_dir) / "all_preds.jsonl"
     name = f"codemonkeys+{cfg.models.editing.model}"
     try:

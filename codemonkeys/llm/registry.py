@@ -1,12 +1,19 @@
 """Turning model strings from the config into gateways, one per stage.
 
+A model string names its provider: the SDK providers (``anthropic``,
+``openai``, ``openai-compatible``) and the offline ones (``oracle``,
+``oracle-noisy:P``, which answer from an instance's gold patch) are all built
+here, from :data:`PROVIDERS`; nothing about oracles is wired into a run.
 Limiters are shared per provider (rate limits are per account, not per stage);
 the ledger and the price table are shared by all gateways of a run.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from ..config import Config, ProviderSettings
 from ..errors import MissingCredentialsError, UnknownProviderError
@@ -24,6 +31,26 @@ STAGES = ("relevance", "ranking", "testing", "editing", "selection")
 ExtraModelFactory = Callable[[ModelSpec, str, str | None], Model]
 
 _SDK_PROVIDERS = ("anthropic", "openai", "openai-compatible")
+
+
+class ProviderBuilder(Protocol):
+    """Makes the model of a spec for one stage (and instance, for models that answer per instance)."""
+
+    def __call__(
+        self, spec: ModelSpec, *, config: Config, api_key: str | None, stage: str, instance: Mapping[str, Any] | None
+    ) -> Model: ...
+
+
+# Provider name -> "module:function" of its ProviderBuilder, imported only when a run uses it.
+PROVIDERS: Mapping[str, str] = MappingProxyType({
+    "anthropic": "codemonkeys.llm.registry:build_sdk_model",
+    "openai": "codemonkeys.llm.registry:build_sdk_model",
+    "openai-compatible": "codemonkeys.llm.registry:build_sdk_model",
+    "oracle": "codemonkeys.oracle:build_oracle",
+    "oracle-noisy": "codemonkeys.oracle:build_oracle",
+})
+# Providers whose models answer for one instance: built per (stage, instance).
+PER_INSTANCE = frozenset({"oracle", "oracle-noisy"})
 
 
 def provider_settings(config: Config, provider: str) -> ProviderSettings:
@@ -82,6 +109,27 @@ def build_model(spec: ModelSpec, settings: ProviderSettings, api_key: str | None
     raise UnknownProviderError(f"provider {spec.provider!r} cannot be built from the config alone")
 
 
+def build_sdk_model(
+    spec: ModelSpec, *, config: Config, api_key: str | None, stage: str, instance: Mapping[str, Any] | None
+) -> Model:
+    """:data:`PROVIDERS` entry of the SDK providers."""
+    return build_model(spec, provider_settings(config, spec.provider), api_key)
+
+
+def provider_builder(provider: str) -> ProviderBuilder | None:
+    """The builder a provider name is registered with, ``None`` for an unknown provider."""
+    target = PROVIDERS.get(provider)
+    if target is None:
+        return None
+    module, _, function = target.partition(":")
+    builder: ProviderBuilder = getattr(importlib.import_module(module), function)
+    return builder
+
+
+InstanceLookup = Callable[[str], Mapping[str, Any]]
+"""An instance's dataset row by id (the run store's ``instance_data``)."""
+
+
 class ModelHub:
     """All gateways of a run, built once and shared by its stages."""
 
@@ -94,12 +142,14 @@ class ModelHub:
         budget: SpendGuard | None = None,
         extra_models: ExtraModelFactory | None = None,
         limiter_factory: Callable[[ProviderSettings], Limiter] | None = None,
+        instances: InstanceLookup | None = None,
     ) -> None:
         self._config = config
         self._ledger = ledger
         self._secrets = dict(secrets)
         self._budget = budget
         self._extra = extra_models
+        self._instances = instances or getattr(ledger, "instance_data", None)
         self._prices = PriceTable(config.pricing)
         self._limiter_factory = limiter_factory or _default_limiter
         self._limiters: dict[str, Limiter] = {}
@@ -122,15 +172,23 @@ class ModelHub:
         made per instance.
         """
         spec = self.spec(stage)
-        key = (stage, None if spec.provider in _SDK_PROVIDERS else instance_id)
+        key = (stage, instance_id if spec.provider in PER_INSTANCE or spec.provider not in PROVIDERS else None)
         if key not in self._gateways:
             self._gateways[key] = self._make(spec, stage, instance_id)
         return self._gateways[key]
 
     def _make(self, spec: ModelSpec, stage: str, instance_id: str | None) -> Gateway:
         settings = provider_settings(self._config, spec.provider)
-        if spec.provider in _SDK_PROVIDERS:
-            model = build_model(spec, settings, self._secrets.get(spec.provider))
+        builder = provider_builder(spec.provider)
+        if builder is not None:
+            instance = None
+            if spec.provider in PER_INSTANCE:
+                if instance_id is None or self._instances is None:
+                    raise UnknownProviderError(f"model {spec.label!r} answers for one instance; stage {stage} gave none")
+                instance = self._instances(instance_id)
+            model = builder(
+                spec, config=self._config, api_key=self._secrets.get(spec.provider), stage=stage, instance=instance
+            )
         elif self._extra is not None:
             model = self._extra(spec, stage, instance_id)
         else:

@@ -23,7 +23,6 @@ from ..store import RunStore
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource
 from .instance import EnvironmentProvider, PipelineEvent, Services
-from .oracles import oracle_factory
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,7 @@ def open_services(
         for instance in instances:
             store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
         budget = BudgetGuard.for_run(config.budget, store)
-        registry = spec_registry(config)
-        hub = ModelHub(
-            config, store, secrets, budget=budget,
-            extra_models=oracle_factory({i.instance_id: i for i in instances}, registry),
-        )
+        hub = ModelHub(config, store, secrets, budget=budget)
         factory = sandboxes or make_sandbox_factory(config.sandbox)
         cleanup = getattr(factory, "cleanup_leaked", None)
         if cleanup is not None:

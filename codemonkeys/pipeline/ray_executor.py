@@ -39,9 +39,8 @@ from ..sandbox.base import SandboxFactory
 from ..sandbox.factory import make_sandbox_factory
 from ..store import RunStore
 from ..swebench.instances import Instance
-from .build import repo_source, settle_windows, spec_registry, stages_needing_keys
+from .build import repo_source, settle_windows, stages_needing_keys
 from .instance import EnvironmentProvider, PipelineEvent, Services, run_instance
-from .oracles import oracle_factory
 from .remote import RemoteBudget, RemoteStore, RunState, Transport
 from .remote_limits import SharedLimiters, remote_limiter_factory
 
@@ -119,7 +118,6 @@ async def _run_here(job: _Job, instance: Instance, instances_left: int) -> str:
     store, budget = RemoteStore(call), RemoteBudget(call, iid)
     hub = ModelHub(
         config, store, job.secrets, budget=budget,
-        extra_models=oracle_factory({iid: instance}, spec_registry(config)),
         limiter_factory=remote_limiter_factory(
             config, _async_transport(job.limiters), _send_transport(job.limiters), iid
         ),
