@@ -178,7 +178,12 @@ def test_cli_writes_the_page_and_the_data(tmp_path: Path, capsys: pytest.Capture
     page = out.read_text()
     assert page.count('data-series="coverage"') == 8 and "ORACLE RUN" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing to fetch
-    assert "<script" not in page and "<link" not in page
+    assert "<script src" not in page and "<link" not in page  # the one script (the list's filter) is inline
+    pages = sorted((out.parent / "report.instances").iterdir())
+    assert len(pages) == 6 and page.count('href="report.instances/') == 6
+    one = (out.parent / "report.instances" / "demo__proj-2.html").read_text()
+    assert "<script" not in one and "<link" not in one and 'href="../report.html"' in one
+    assert "demo__proj-2/generation/0" in one and "test_voting" in one
     data = json.loads(data_json.read_text())
     assert data["grading"]["resolved"] == 3 and data["failures"]["instances: context"] == {"infra": 1}
     assert "ORACLE" in capsys.readouterr().err

@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
         from ..ensemble.load import load_labels
         from ..report.data import gather
         from ..report.grades import export_candidate_files, load_candidate_grades
-        from ..report.html import write
+        from ..report.html import instance_dir, write
+        from ..report.instance import instance_views
 
         console = Console(stderr=True)
         with RunStore.open_read_only(run_dir) as store:
@@ -68,11 +69,12 @@ def register(app: typer.Typer) -> None:
                 labels=load_labels(labels) if labels else None,
                 grades=load_candidate_grades(candidate_labels) if candidate_labels else None,
             )
-        if data_json is not None:
-            data_json.write_text(json.dumps(data.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if output is not None:
-            write(data, output)
-            console.print(f"wrote {output}", highlight=False)
+            if data_json is not None:
+                data_json.write_text(json.dumps(data.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            if output is not None:
+                write(data, output, instance_views(store, [o.instance_id for o in data.outcomes]))
+                console.print(f"wrote {output} and {len(data.outcomes)} instance page(s) in {instance_dir(output)}",
+                              highlight=False, soft_wrap=True)
         if data.oracle_models:
             console.print(
                 f"[bold red]ORACLE:[/] {', '.join(data.oracle_models)} read the gold patch; this run is a dry run, not a result",

@@ -1,10 +1,17 @@
-"""Render :class:`ReportData` as one self-contained HTML page (inline CSS and SVG, no scripts, no fetches)."""
+"""Render the report: an index page from :class:`ReportData` and one page per instance from :class:`InstanceView`.
+
+Every page is self-contained (inline CSS and SVG, no fetches); the index's
+only script filters the instance list. Instance pages sit beside the index in
+``<name>.instances/``, one small file each, so a 500-instance run opens fast.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +19,11 @@ import jinja2
 from markupsafe import Markup
 
 from .data import ReportData
+from .instance import OUTCOME_MARKS, InstanceView, column_letter
 from .svg import KIND_COLORS, coverage_chart, palette, stacked_bars
 
 TEMPLATE = "template.html.j2"
+INSTANCE_TEMPLATE = "instance.html.j2"
 TOKEN_SERIES = ("input", "cache read", "cache write", "output")
 
 
@@ -80,18 +89,48 @@ def charts(data: ReportData) -> dict[str, Markup]:
     return out
 
 
-def render(data: ReportData) -> str:
-    """The report page as a string."""
+def render(data: ReportData, pages: dict[str, str] | None = None) -> str:
+    """The index page as a string; ``pages`` maps instance ids to their page's relative link."""
     created = dt.datetime.fromtimestamp(data.created).strftime("%Y-%m-%d %H:%M")
-    context: dict[str, Any] = {"d": data, "charts": charts(data), "created": created}
+    context: dict[str, Any] = {"d": data, "charts": charts(data), "created": created, "pages": pages or {}}
     return _environment().get_template(TEMPLATE).render(**context)
 
 
-def write(data: ReportData, path: Path) -> Path:
-    """Write the page atomically; returns the path."""
-    path = Path(path)
+def render_instance(view: InstanceView, index: str) -> str:
+    """One instance's page; ``index`` is the relative link back to the index."""
+    context: dict[str, Any] = {
+        "v": view, "index": index, "marks": OUTCOME_MARKS,
+        "letters": {g.key: column_letter(i) for i, g in enumerate(view.groups)},
+        "flaky": set(view.grid.flaky) if view.grid else set(),
+    }
+    return _environment().get_template(INSTANCE_TEMPLATE).render(**context)
+
+
+def page_name(instance_id: str) -> str:
+    """A file name for an instance id (ids are ``owner__repo-N``; anything unusual becomes ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", instance_id) + ".html"
+
+
+def instance_dir(path: Path) -> Path:
+    """Where the instance pages of the index ``path`` go."""
+    return path.with_name(f"{path.stem}.instances")
+
+
+def _atomic(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(data), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def write(data: ReportData, path: Path, views: Iterable[InstanceView] = ()) -> Path:
+    """Write each instance's page (streamed: one view in memory at a time), then the index; returns the index."""
+    path = Path(path)
+    folder = instance_dir(path)
+    pages: dict[str, str] = {}
+    for view in views:
+        name = page_name(view.instance_id)
+        _atomic(folder / name, render_instance(view, f"../{path.name}"))
+        pages[view.instance_id] = f"{folder.name}/{name}"
+    return _atomic(path, render(data, pages))

@@ -10,7 +10,7 @@ here renders or writes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +19,8 @@ from ..store.records import CallRecord, ContextDecision, LedgerRow, TrajectoryRe
 ORIGINAL = "original"
 GRADE_STAGE = "grade"
 KIND_ORDER = ("testing", "editing", "selection")
+# How a grid cell is drawn, by outcome (a rebuilt grid only knows "pass" / "not pass").
+OUTCOME_MARKS = {"fixed": "✓", "not_fixed": "✗", "crashed": "!", "timed_out": "T", "pass": "✓", "not pass": "·"}
 
 
 class InstanceSource(Protocol):
@@ -366,6 +368,14 @@ def _kind_rank(view: TrajectoryView) -> tuple[int, int, str]:
     return rank, view.index, view.trajectory_id
 
 
+def instance_views(store: InstanceSource, instance_ids: Sequence[str]) -> Iterator[InstanceView]:
+    """One view at a time (a 500-instance report never holds them all); ids the run lacks are skipped."""
+    known = {s["instance_id"] for s in store.instance_states()}
+    for iid in instance_ids:
+        if iid in known:
+            yield instance_view(store, iid)
+
+
 def instance_view(store: InstanceSource, instance_id: str) -> InstanceView:
     """Read one instance; ``KeyError`` when the run has no such instance."""
     states = {s["instance_id"]: s for s in store.instance_states()}
@@ -389,3 +399,12 @@ def instance_view(store: InstanceSource, instance_id: str) -> InstanceView:
         graded=any(g.grade is not None for g in groups),
     )
 
+
+def column_letter(i: int) -> str:
+    """Candidate groups as A, B, ... Z, AA, AB ...; stable labels for the grid and the legend."""
+    letters = ""
+    i += 1
+    while i:
+        i, rest = divmod(i - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters

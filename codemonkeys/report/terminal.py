@@ -16,10 +16,9 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from .instance import ORIGINAL, Grid, InstanceView, Spent, TrajectoryView, Turn
+from .instance import ORIGINAL, OUTCOME_MARKS, Grid, InstanceView, Spent, TrajectoryView, Turn, column_letter
 
 COLLAPSED_LINES = 8
-OUTCOME_MARKS = {"fixed": "✓", "not_fixed": "✗", "crashed": "!", "timed_out": "⏱", "pass": "✓", "not pass": "·"}
 STATUS_STYLE = {"done": "green", "failed": "red", "limit": "yellow", "context_limit": "yellow", "running": "cyan"}
 
 
@@ -31,16 +30,6 @@ def collapse(text: str, full: bool, lines: int = COLLAPSED_LINES) -> Text:
     shown = Text("\n".join(parts[:lines]))
     shown.append(f"\n… {len(parts) - lines} more line(s) (--full shows all)", style="dim italic")
     return shown
-
-
-def column_letter(i: int) -> str:
-    """Candidate groups as A, B, ... Z, AA, AB ...; stable labels for the grid and the legend."""
-    letters = ""
-    i += 1
-    while i:
-        i, rest = divmod(i - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 def money(spent: Spent) -> str:
@@ -173,7 +162,7 @@ def grid_table(grid: Grid, letters: dict[str, str]) -> Table:
                               style="green" if outcome in ("fixed", "pass") else ""))
         counted = "*" if test in grid.counted else " "
         table.add_row(f"{counted}{test}", *cells)
-    table.caption = ("✓ fixed  ✗ not fixed  ! crashed  ⏱ timed out  ~ flaky  * counted (fails on the original)"
+    table.caption = ("✓ fixed  ✗ not fixed  ! crashed  T timed out  ~ flaky  * counted (fails on the original)"
                      if grid.exact else "✓ passes  · does not (rebuilt from votes)  * counted")
     return table
 
