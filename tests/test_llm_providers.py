@@ -441,3 +441,37 @@ async def test_openai_usage_is_the_servers_or_a_marked_estimate(fake_llm_server:
     from codemonkeys.llm.types import ChatResponse
 
     assert ChatResponse.from_json(ChatResponse("x", seen["no prompt count"]).to_json()).usage.estimated
+
+
+async def test_estimated_usage_is_marked_in_the_ledger(fake_llm_server: FakeLLMServer, run_store: Any) -> None:
+    from codemonkeys.llm.gateway import Gateway
+    from codemonkeys.llm.pricing import PriceTable
+    from codemonkeys.llm.types import CallTag
+
+    model = openai_compatible(fake_llm_server)
+    gateway = Gateway(model, run_store, PriceTable({}))
+    tag = CallTag(stage="editing", instance_id="i")
+    await gateway.complete(ask("from the server"), tag)
+    fake_llm_server.set_responder(lambda body: _completion({"role": "assistant", "content": "fine"}, usage=False))
+    await gateway.complete(ask("estimated"), tag)
+    await gateway.complete(ask("estimated"), tag)  # a cache hit: no tokens, nothing estimated
+    await model.aclose()
+    server, estimated, cached = run_store.calls()
+    assert not server.usage_estimated and server.input_tokens > 0
+    assert estimated.usage_estimated and estimated.input_tokens > 0 and estimated.output_tokens > 0
+    assert cached.cached and not cached.usage_estimated
+
+
+def test_stores_without_the_estimated_column_are_migrated(tmp_path: Any) -> None:
+    import sqlite3
+
+    from codemonkeys.store import RunStore
+    from codemonkeys.store.records import CallRecord
+
+    with RunStore.open(tmp_path) as store:
+        store.record_call(CallRecord("editing", "i", None, "h", "m", input_tokens=5))
+    with sqlite3.connect(tmp_path / "run.sqlite") as conn:
+        conn.execute("ALTER TABLE llm_calls DROP COLUMN usage_estimated")
+    with RunStore.open_existing(tmp_path) as store:
+        store.record_call(CallRecord("editing", "i", None, "h2", "m", input_tokens=7, usage_estimated=True))
+        assert [c.usage_estimated for c in store.calls()] == [False, True]

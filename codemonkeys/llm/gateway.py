@@ -226,4 +226,5 @@ def _record(
         latency_s=latency,
         cached=cached,
         ts=time.time(),
+        usage_estimated=usage.estimated and not cached,
     )

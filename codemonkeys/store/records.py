@@ -33,6 +33,8 @@ class CallRecord:
     ts: float = 0.0
     state: str = "settled"
     reserved_usd: float | None = None
+    # The provider sent no usage: the tokens are the offline counter's estimate.
+    usage_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     error_kind TEXT,
     error TEXT,
     state TEXT NOT NULL DEFAULT 'settled',
-    reserved_usd REAL
+    reserved_usd REAL,
+    usage_estimated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS llm_calls_instance ON llm_calls (instance_id, stage);
 CREATE TABLE IF NOT EXISTS response_cache (
@@ -371,7 +372,7 @@ class RunStore:
             conn.execute(
                 "UPDATE llm_calls SET stage=?, instance_id=?, trajectory=?, request_hash=?, model=?, input_tokens=?, "
                 "output_tokens=?, cache_read_tokens=?, cache_write_tokens=?, cost_usd=?, latency_s=?, cached=?, "
-                "error_kind=?, error=?, state=?, reserved_usd=? WHERE id=?",
+                "error_kind=?, error=?, state=?, reserved_usd=?, usage_estimated=? WHERE id=?",
                 (*values, call_id),
             )
             if record.error_kind is None and not record.cached:
@@ -412,6 +413,8 @@ class RunStore:
                 ts=row["ts"],
                 state="settled" if self._legacy_calls else row["state"],
                 reserved_usd=None if self._legacy_calls else row["reserved_usd"],
+                # Absent from stores written before it (read-only opens do not migrate).
+                usage_estimated="usage_estimated" in row.keys() and bool(row["usage_estimated"]),
             )
             for row in rows
         ]
@@ -672,10 +675,17 @@ _BOOKED = "(CASE WHEN state = 'started' THEN reserved_usd ELSE cost_usd END)"
 _INSERT_CALL = (
     "INSERT INTO llm_calls (ts, stage, instance_id, trajectory, request_hash, model, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, latency_s, cached, error_kind, error, "
-    "state, reserved_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "state, reserved_usd, usage_estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Columns added after schema 1 was released: (name, declaration), added to older stores on open.
-_ADDED_COLUMNS = {"llm_calls": (("state", "TEXT NOT NULL DEFAULT 'settled'"), ("reserved_usd", "REAL"))}
+_ADDED_COLUMNS = {
+    "llm_calls": (
+        ("state", "TEXT NOT NULL DEFAULT 'settled'"),
+        ("reserved_usd", "REAL"),
+        # 1: the server sent no usage; the tokens are the offline counter's estimate.
+        ("usage_estimated", "INTEGER NOT NULL DEFAULT 0"),
+    )
+}
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -705,6 +715,7 @@ def _call_values(record: CallRecord) -> tuple[Any, ...]:
         record.error,
         record.state,
         record.reserved_usd,
+        int(record.usage_estimated),
     )
 
 
