@@ -14,6 +14,11 @@ exported predictions). Coverage needs every candidate graded:
     codemonkeys report RUN --candidate-labels RUN/candidates --output report.html
 
 ``--candidate-labels`` also reads a JSON object ``{candidate_id: status}``.
+
+``--grade`` does all of that in one command: it grades the selected patches
+(``--candidates``: every distinct candidate) in the run's own environments and
+keeps the grades in the run store, so a rerun grades nothing twice. Reports
+made later read the stored grades.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import typer
 from rich.console import Console
 
 from ..errors import UserError
+from ..report.grades import CandidateGrades
 from ..store import RunStore
 
 
@@ -41,6 +47,10 @@ def register(app: typer.Typer) -> None:
         export_candidates: Path = typer.Option(None, "--export-candidates", help="Write every distinct candidate "
                                                "patch as SWE-bench prediction files to grade, and stop."),
         data_json: Path = typer.Option(None, "--json", help="Also write the report's data as JSON here."),
+        grade: bool = typer.Option(False, "--grade", help="Grade the selected patches in the run's environments "
+                                   "first (cached in the run store: nothing is graded twice)."),
+        candidates: bool = typer.Option(False, "--candidates", help="With --grade: grade every distinct candidate "
+                                        "(coverage and selection accuracy need it)."),
     ) -> None:
         """Write a self-contained HTML report of a run (no network needed to open it).
 
@@ -50,10 +60,25 @@ def register(app: typer.Typer) -> None:
         from ..ensemble.load import load_labels
         from ..report.data import gather
         from ..report.grades import export_candidate_files, load_candidate_grades
+        from ..report.run_grades import stored_grades
+
+        def _stored(store: RunStore) -> CandidateGrades | None:
+            found = stored_grades(store)
+            return found if len(found) else None
         from ..report.html import instance_dir, write
         from ..report.instance import instance_views
 
         console = Console(stderr=True)
+        if candidates and not grade:
+            raise UserError("--candidates goes with --grade")
+        if grade:
+            if export_candidates is not None:
+                raise UserError("--grade and --export-candidates are two routes to the same grades: pick one")
+            from .grade_run import grade_stored_run
+
+            tally = grade_stored_run(run_dir, candidates=candidates, console=console)
+            console.print(f"graded {tally.graded} patch(es), {tally.cached} already graded"
+                          + (f", {tally.errors} error(s)" if tally.errors else ""), highlight=False)
         with RunStore.open_read_only(run_dir) as store:
             if export_candidates is not None:
                 files = export_candidate_files(store, export_candidates)
@@ -67,7 +92,7 @@ def register(app: typer.Typer) -> None:
             data = gather(
                 store, str(run_dir),
                 labels=load_labels(labels) if labels else None,
-                grades=load_candidate_grades(candidate_labels) if candidate_labels else None,
+                grades=load_candidate_grades(candidate_labels) if candidate_labels else _stored(store),
             )
             if data_json is not None:
                 data_json.write_text(json.dumps(data.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
