@@ -67,7 +67,7 @@ def tables(run_dir: Path, exit_code: int | None) -> dict[str, Any]:
         windows = json.loads(store.get_meta("context_windows") or "[]")
     # The ledger's calls are in the order the server answered them (one request at a time).
     real = [c for c in calls if c.model.startswith("openai-compatible:")]
-    by_stage: dict[str, dict[str, int]] = collections.defaultdict(collections.Counter)  # type: ignore[arg-type]
+    by_stage: collections.defaultdict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     largest: dict[str, dict[str, int]] = {}
     for call in real:
         row = by_stage[call.stage]
@@ -80,15 +80,15 @@ def tables(run_dir: Path, exit_code: int | None) -> dict[str, Any]:
         if prompt > largest.get(call.stage, {}).get("prompt_tokens", -1):
             largest[call.stage] = {"prompt_tokens": prompt}
     configured = {w["stage"]: w["tokens"] for w in windows}
-    for stage, row in largest.items():
-        row["configured_window"] = configured.get(stage) or 0
-        row["served_window"] = EVERY_STAGE_CTX
+    for stage, entry in largest.items():
+        entry["configured_window"] = configured.get(stage) or 0
+        entry["served_window"] = EVERY_STAGE_CTX
     failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
     if state["status"] == "failed":
         failures[("instance", state["stage"], state["failure_kind"] or "?")] += 1
     for t in trajectories:
-        if t.status == "failed":
-            failures[(f"trajectory ({t.kind})", t.kind, t.failure_kind or "?")] += 1
+        if t.status != "done":
+            failures[(f"trajectory ({t.status})", t.kind, t.failure_kind or "?")] += 1
     for d in decisions:
         if d.status != "scored":
             failures[("relevance decision", "context", d.status)] += 1

@@ -360,7 +360,7 @@ async def test_real_server_usage_and_context_refusal(llama: ServerPool) -> None:
     from codemonkeys.llm.types import ChatRequest, Message
 
     server, proxy = llama.get(B_SERVED_CTX)  # the server the tests before left running
-    model = OpenAIModel(parse_model_string(f"openai-compatible:smollm2@{proxy.base_url}"), ProviderSettings(max_retries=3), None)
+    model = OpenAIModel(parse_model_string(f"openai-compatible:smollm2@{proxy.base_url}"), ProviderSettings.model_validate({"max_retries": 3}), None)
     seen = len(proxy.completions())
     response = await model.complete(ChatRequest((Message("user", "Say hi."),), max_tokens=8))
     (answer,) = proxy.completions()[seen:]

@@ -157,9 +157,8 @@ class Exchange:
     @property
     def usage(self) -> dict[str, int] | None:
         """The ``usage`` object of a chat completion, as the server sent it."""
-        if isinstance(self.response, dict) and isinstance(self.response.get("usage"), dict):
-            return self.response["usage"]
-        return None
+        usage = self.response.get("usage") if isinstance(self.response, dict) else None
+        return {str(k): int(v) for k, v in usage.items() if isinstance(v, int)} if isinstance(usage, dict) else None
 
 
 def _parse(raw: bytes) -> Any:
