@@ -79,7 +79,7 @@ def wrong_edits(patch: str) -> list[EditBlock]:
     block = blocks[0]
     old = block.search or block.replace
     first = old.splitlines(keepends=True)
-    indent = re.match(r"\s*", first[0]).group(0) if first else ""
+    indent = first[0][: len(first[0]) - len(first[0].lstrip())] if first else ""
     touched = f"{indent}# TODO: handle the case reported in the issue\n" + old
     return [EditBlock(path=block.path, search=block.search, replace=touched if block.search else block.replace)]
 

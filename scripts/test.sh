@@ -14,6 +14,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ||
     echo "test.sh: could not install chromium; the report's browser test will skip" >&2
 fi
+# Types first: configured in pyproject.toml ([tool.mypy]); fails the suite like a test.
+.venv/bin/python -m mypy --python-executable .venv/bin/python
 set +e
 .venv/bin/python -m pytest -q -ra "$@"
 status=$?

@@ -10,6 +10,7 @@ of one trajectory at the configured prices.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -89,38 +90,36 @@ def plan_generation(
 ) -> Plan:
     """Trajectories and iterations for one instance given what it may still spend."""
     gen = config.generation
-    base = dict(
+    base = functools.partial(
+        Plan,
         configured_trajectories=gen.trajectories,
         configured_iterations=gen.max_iterations,
         expected_trajectory_usd=expected_trajectory_usd,
         available_usd=available_usd,
     )
     if available_usd is None or not expected_trajectory_usd:
-        return Plan(trajectories=gen.trajectories, max_iterations=gen.max_iterations, **base)
+        return base(trajectories=gen.trajectories, max_iterations=gen.max_iterations)
     affordable = math.floor(available_usd / expected_trajectory_usd)
     if affordable >= gen.trajectories:
-        return Plan(trajectories=gen.trajectories, max_iterations=gen.max_iterations, **base)
+        return base(trajectories=gen.trajectories, max_iterations=gen.max_iterations)
     if affordable >= 1:
-        return Plan(
+        return base(
             trajectories=affordable,
             max_iterations=gen.max_iterations,
             reason=f"budget: ${available_usd:.2f} left affords {affordable} of {gen.trajectories} trajectories "
             f"at about ${expected_trajectory_usd:.2f} each",
-            **base,
         )
     # Not even one full trajectory: try one shorter trajectory before giving up.
     fraction = available_usd / expected_trajectory_usd
     iterations = math.floor(gen.max_iterations * fraction)
     if iterations >= 2:
-        return Plan(
+        return base(
             trajectories=1,
             max_iterations=iterations,
             reason=f"budget: ${available_usd:.2f} left affords one trajectory of {iterations} iterations",
-            **base,
         )
-    return Plan(
+    return base(
         trajectories=0,
         max_iterations=0,
         reason=f"budget: ${available_usd:.2f} left, one trajectory costs about ${expected_trajectory_usd:.2f}",
-        **base,
     )

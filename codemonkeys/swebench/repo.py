@@ -149,8 +149,8 @@ def lacking_files(source: Path, commit: str) -> list[str]:
     entries = [line for line in _git(source).ls_tree("-r", "--full-tree", commit).splitlines() if line.split()[1] == "blob"]
     if not entries:
         return []
-    with tempfile.TemporaryFile("w+") as batch:
-        batch.write("\n".join(line.split()[2] for line in entries) + "\n")
+    with tempfile.TemporaryFile("w+b") as batch:
+        batch.write(("\n".join(line.split()[2] for line in entries) + "\n").encode())
         batch.flush()
         batch.seek(0)
         checked = _git(source).execute(["git", "cat-file", "--batch-check"], istream=batch)
@@ -229,8 +229,8 @@ def _fetch_into(source: Path, base: str, dest: Path, since: int | None) -> None:
         repo = git.Repo.init(str(dest), initial_branch=branch)
         refspecs = [f"{base}:refs/heads/{branch}", *(f"+{tag}:{tag}" for tag in tags)]
         depth = [f"--shallow-since={since}"] if since else []
-        with tempfile.TemporaryFile("w+") as specs:
-            specs.write("\n".join(refspecs) + "\n")
+        with tempfile.TemporaryFile("w+b") as specs:
+            specs.write(("\n".join(refspecs) + "\n").encode())
             specs.flush()
             specs.seek(0)
             repo.git.execute(
