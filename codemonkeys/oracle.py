@@ -188,6 +188,8 @@ class OracleModel:
             blocks = wrong_edits(self._gold) if self.noisy(request.sample) else patch_to_edits(self._gold)
             return render_edits(blocks)
         if self._stage == "selection":
+            if turns == 0:  # a selection trajectory starts with a test of its own
+                return "The instance's own tests tell the candidates apart.\n" + render_test_script(TestScript(script=self._test))
             return f"The candidate equal to the gold patch is the right one.\n<choice>{self._choose(request)}</choice>\n"
         raise ValueError(f"the oracle has no answer for stage {self._stage!r}")
 

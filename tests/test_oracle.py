@@ -85,7 +85,9 @@ def test_selection_picks_the_gold_candidate() -> None:
         f'<candidate number="1">\n```diff\n{other}```\n</candidate>\n'
         f'<candidate number="2">\n```diff\n{MULTI}```\n</candidate>\n'
     )
-    assert "<choice>2</choice>" in _ask(_oracle("selection"), prompt)
+    first = _ask(_oracle("selection"), prompt)
+    assert "<test>" in first and "<choice>" not in first  # a selection trajectory writes a test first
+    assert "<choice>2</choice>" in _ask(_oracle("selection"), prompt, assistant_turns=1)
     assert is_oracle("oracle-noisy:0.5") and is_oracle("oracle") and not is_oracle("anthropic:claude-sonnet-4-5")
 
 
@@ -119,4 +121,4 @@ def test_selection_recognizes_the_gold_edit_under_another_hunk_layout() -> None:
     assert normalize_patch(layout_one) != normalize_patch(layout_two)
     oracle = OracleModel(parse_model_string("oracle"), "selection", instance_id="x-1", gold_patch=layout_one, test_script="")
     prompt = f'<candidate number="1">\n```diff\n{MULTI}```\n</candidate>\n<candidate number="2">\n```diff\n{layout_two}```\n</candidate>\n'
-    assert "<choice>2</choice>" in _ask(oracle, prompt)
+    assert "<choice>2</choice>" in _ask(oracle, prompt, assistant_turns=1)

@@ -9,6 +9,7 @@ top-voted candidate.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -181,11 +182,10 @@ def reply_for_testing(request: ChatRequest) -> str:
 async def test_ensemble_of_submissions_generates_tests_and_selects(tmp_path: Path, shapes_env: EnvironmentRef) -> None:
     import json
 
-    from codemonkeys.cli.ensemble_cmd import make_test_writer
-    from codemonkeys.cli.select_cmd import select_many
     from codemonkeys.ensemble import load_predictions
     from codemonkeys.ensemble.pool import pool_submissions, submission_candidate_id
-    from codemonkeys.llm.registry import ModelHub
+    from codemonkeys.pipeline.build import open_services
+    from codemonkeys.pipeline.selecting import select_instances, test_writer
     from codemonkeys.sandbox.docker_backend import DockerSandboxFactory
     from codemonkeys.swebench.instances import Instance
 
@@ -209,24 +209,27 @@ async def test_ensemble_of_submissions_generates_tests_and_selects(tmp_path: Pat
         reply = reply_for_testing if stage == "testing" else reply_by_reading
         return models.setdefault(stage, ScriptedModel(reply, name=spec.label))
 
-    async def env_for(_: Instance) -> EnvironmentRef:
-        return shapes_env
+    class Fixed:
+        async def environment(self, _: Instance) -> EnvironmentRef:
+            return shapes_env
 
-    async def run(store: RunStore):  # type: ignore[no-untyped-def]
-        hub = ModelHub(cfg, store, {}, extra_models=scripted)
+    def run(run_dir: Path):  # type: ignore[no-untyped-def]
         factory = DockerSandboxFactory(cfg.sandbox)
         try:
-            [result] = await select_many(
-                cfg, store, hub, factory, env_for, [instance], prepare=make_test_writer(cfg, store)(hub)
-            )
+            with open_services(
+                cfg, run_dir, [instance], {}, stages=("selection", "testing"), sandboxes=factory,
+                environments=Fixed(), extra_models=scripted,
+            ) as services:
+                [result] = asyncio.run(select_instances(services, [instance], prepare=test_writer(services)))
         finally:
             factory.close()
         return result
 
-    store = RunStore.open(tmp_path / "run")
-    summary = pool_submissions(store, members, ["shapes-1"])
+    with RunStore.open(tmp_path / "run") as pool_store:
+        summary = pool_submissions(pool_store, members, ["shapes-1"])
     assert sum(summary.added.values()) == 3 and summary.no_patch["blank"] == 1
-    result = await run(store)
+    result = await asyncio.to_thread(run, tmp_path / "run")
+    store = RunStore.open(tmp_path / "run")
     assert result.failure is None, result.failure
     assert result.outcome is not None
     assert (result.outcome.method, result.outcome.candidate_id) == (
@@ -240,7 +243,7 @@ async def test_ensemble_of_submissions_generates_tests_and_selects(tmp_path: Pat
     assert [len(m.calls) for m in (models["testing"], models["selection"])] == [4, 2]
 
     models.clear()
-    again = await run(store)
+    again = await asyncio.to_thread(run, tmp_path / "run")
     assert again.executed == 0 and again.outcome is not None
     assert again.outcome.candidate_id == result.outcome.candidate_id
     assert all(m.calls == [] for m in models.values())

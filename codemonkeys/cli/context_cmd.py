@@ -25,6 +25,7 @@ from ..errors import RepoError, UserError
 from ..llm.pricing import PriceTable
 from ..store import RunStore
 from ..swebench.instances import Instance, load_instances, split_ids
+from ..pipeline.build import RunCore, open_run, repo_source
 from ..swebench.repo import RepoSource
 
 
@@ -59,34 +60,29 @@ def register(app: typer.Typer) -> None:
         ids = [i for text in instance_ids or [] for i in split_ids(text)]
         if estimate and report:
             raise UserError("--estimate and --report cannot be combined")
-        cfg = load_config(Path(config) if Path(config).exists() else config, overrides or [])
+        extra = [f"environment.mirror_dir={Path(mirror_dir).resolve()}"] if mirror_dir is not None else []
+        cfg = load_config(Path(config) if Path(config).exists() else config, [*extra, *(overrides or [])])
         if report:
             _report(run_dir, dataset, ids, as_json)
             return
         if dataset is None:
             raise UserError("--dataset is required (except with --report)")
         instances = load_instances(dataset, instance_ids=ids or None)
-        source = RepoSource(mirror_dir=mirror_dir, cache_dir=Path(run_dir).expanduser() / "repos")
-        with RunStore.open(run_dir) as store:
-            tasks, failed = _tasks(source, instances)
-            if estimate:
+        if estimate:
+            with RunStore.open(run_dir) as store:
+                tasks, failed = _tasks(repo_source(cfg), instances)
                 _estimate(cfg, store, tasks, as_json)
-            else:
-                for instance in instances:
-                    store.add_instance(
-                        instance.instance_id, instance.repo, instance.model_dump(mode="json")
-                    )
+        else:
+            # The run's own wiring: the same repository cache, models, budget and price checks as ``run``.
+            with open_run(cfg, run_dir, instances, os.environ, stages=("relevance", "ranking")) as core:
+                tasks, failed = _tasks(core.repos, instances)
                 for outcome in failed:
-                    store.set_instance_state(
-                        outcome.instance_id,
-                        "context",
-                        "failed",
-                        outcome.failure_kind,
-                        outcome.failure,
+                    core.store.set_instance_state(
+                        outcome.instance_id, "context", "failed", outcome.failure_kind, outcome.failure
                     )
-                _run(cfg, store, tasks, failed, as_json)
-            if failed:
-                raise typer.Exit(1)
+                _run(core, tasks, failed, as_json)
+        if failed:
+            raise typer.Exit(1)
 
 
 def _tasks(
@@ -227,19 +223,9 @@ class _Tally:
             callback()
 
 
-def _run(
-    cfg: Config, store: RunStore, tasks: list[ContextTask], failed: list[Outcome], as_json: bool
-) -> None:
-    from ..budget import BudgetGuard
-    from ..llm.registry import ModelHub, resolve_secrets
-    from ..pipeline.build import record_windows, settle_windows
-
-    stages = ("relevance", "ranking")
-    secrets = resolve_secrets(cfg, os.environ, stages)
-    cfg, windows = settle_windows(cfg, secrets)  # packing is clamped to the editing model's window
-    record_windows(store, windows)
-    budget = BudgetGuard.for_run(cfg.budget, store)
-    hub = ModelHub(cfg, store, secrets, budget=budget)
+def _run(core: RunCore, tasks: list[ContextTask], failed: list[Outcome], as_json: bool) -> None:
+    """The context stage over ``tasks``; packing is clamped to the editing model's window (``open_run``)."""
+    cfg, store, hub = core.config, core.store, core.hub
     tally = _Tally(hub.prices)
     console = Console(stderr=True)
     progress = Progress(

@@ -2,7 +2,8 @@
 
 Submissions' patches (and, with ``--include-run``, another run's candidates)
 become candidates in ``--run-dir``; instances without tests get them from the
-testing phase; then voting and selection run exactly as in ``select``.
+testing phase; then voting and selection run exactly as in ``select``, through
+the same pipeline entry point (:func:`codemonkeys.pipeline.selecting.select_instances`).
 ``--report`` reads the files (and the run's selections, if any) and prints
 candidates, distinct candidates and, with ``--labels``, each member's resolved
 rate, the oracle coverage, the random-choice expectation and the selection's.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from ..errors import UserError
 from ..store import RunStore
 from ..tables import add_number_column, add_text_column, compact_table
 from .common import load_cli_config
-from .select_cmd import DATASET_HELP, _finish, _select, run_instances
+from .selecting import DATASET_HELP, command_instances, finish, progress_line
 
 
 def member_name(path: Path) -> str:
@@ -170,15 +172,27 @@ def register(app: typer.Typer) -> None:
             return
         if run_dir is None:
             raise UserError("--run-dir is required (except with --report)")
+        from ..pipeline.build import open_services
+        from ..pipeline.selecting import select_instances, stored_instances, test_writer
+
         cfg = load_cli_config(config, overrides, mirror_dir)
         console = Console(stderr=True)
-        with RunStore.open(run_dir) as store:
-            instances = run_instances(store, dataset, ids, split)
-            if not instances:
+        if dataset is not None:
+            instances = command_instances(run_dir, dataset, ids, split)
+        else:
+            if not (run_dir / "run.sqlite").is_file():
                 raise UserError(f"{run_dir} has no instances yet: pass --dataset")
-            pooled = _pool(store, members, include_run or [], [i.instance_id for i in instances], console)
-            results = asyncio.run(_select(cfg, store, instances, console, make_test_writer(cfg, store), ensemble=True))
-            _finish_with_report(results, members, [i.instance_id for i in instances], store, as_json, pooled)
+            with RunStore.open_existing(run_dir) as existing:
+                instances = stored_instances(existing, ids)
+        if not instances:
+            raise UserError(f"{run_dir} has no instances yet: pass --dataset")
+        with open_services(cfg, run_dir, instances, os.environ, stages=("selection", "testing")) as services:
+            universe = [i.instance_id for i in instances]
+            pooled = _pool(services.store, members, include_run or [], universe, console)
+            results = asyncio.run(
+                select_instances(services, instances, prepare=test_writer(services), on_done=progress_line(console))
+            )
+            _finish_with_report(results, members, universe, services.store, as_json, pooled)
 
 
 def _pool(store: RunStore, members: Sequence[tuple[str, PredictionSet, Labels | None]], runs: Sequence[Path], ids: list[str], console: Console) -> dict[str, Any]:
@@ -200,33 +214,9 @@ def _pool(store: RunStore, members: Sequence[tuple[str, PredictionSet, Labels | 
             "no_prediction": dict(summary.no_prediction), "included": imported}
 
 
-def make_test_writer(cfg: Any, store: RunStore) -> Any:
-    """A ``prepare`` step per instance: testing trajectories when the instance has no test yet."""
-    from ..ensemble.pool import generate_tests
-    from ..generation.trajectory import TrajectoryDeps
-    from ..prompting import Prompt
-    from ..selection import stored_tests
-
-    prompt = Prompt("generation.j2")
-
-    def make(hub: Any) -> Any:
-        async def prepare(instance: Any, runner: Any, sources: Any) -> None:
-            if stored_tests(store, instance.instance_id):
-                return
-            deps = TrajectoryDeps(
-                chat=hub.gateway("testing", instance.instance_id), store=store, runner=runner, sources=sources,
-                prompt=prompt, model=cfg.models.testing, config=cfg.generation.model_copy(update={"test_timeout_s": cfg.selection.test_timeout_s}),
-            )
-            await generate_tests(deps, instance.instance_id, instance.problem_statement, cfg.selection.generated_tests)
-
-        return prepare
-
-    return make
-
-
 def _finish_with_report(results: Any, members: Any, universe: list[str], store: RunStore, as_json: bool, pooled: dict[str, Any]) -> None:
     if as_json:
         typer.echo(json.dumps({"pooled": pooled}, indent=2))
     elif all(l is not None for _, _, l in members):
         print_report(members, universe, store, as_json=False)
-    _finish(results, as_json)
+    finish(results, as_json)

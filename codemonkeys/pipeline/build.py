@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +14,7 @@ from ..budget import BudgetGuard
 from ..config import Config, dump_config
 from ..context.batch import build_stage
 from ..env.specs import SpecRegistry
-from ..llm.registry import STAGES, ModelHub, check_prices, resolve_secrets
+from ..llm.registry import STAGES, ExtraModelFactory, ModelHub, check_prices, resolve_secrets
 from ..llm.server_info import HttpWindowProbe
 from ..llm.spec import parse_model_string
 from ..llm.windows import ResolvedWindow, WindowProbe, resolve_context_windows
@@ -68,21 +69,34 @@ def repo_source(config: Config) -> RepoSource:
     )
 
 
+@dataclass
+class RunCore:
+    """What every command that calls models shares: the store, the models, the budget, the repositories."""
+
+    config: Config
+    store: RunStore
+    hub: ModelHub
+    budget: BudgetGuard
+    repos: RepoSource
+
+
 @contextmanager
-def open_services(
+def open_run(
     config: Config,
     run_dir: Path,
     instances: Sequence[Instance],
     environ: Mapping[str, str],
     *,
-    events: Callable[[PipelineEvent], None] = lambda event: None,
-    sandboxes: SandboxFactory | None = None,
-    environments: EnvironmentProvider | None = None,
+    stages: tuple[str, ...] = STAGES,
     window_probe: WindowProbe | None = None,
-) -> Iterator[Services]:
-    """Everything a run needs, closed again when the run ends."""
-    check_prices(config)
-    secrets = resolve_secrets(config, environ, stages_needing_keys(config))
+    extra_models: ExtraModelFactory | None = None,
+) -> Iterator[RunCore]:
+    """The store (instances registered), the models of ``stages`` behind the budget, the repository cache.
+
+    Prices and keys are checked for ``stages`` before anything else happens.
+    """
+    check_prices(config, stages)
+    secrets = resolve_secrets(config, environ, tuple(s for s in stages_needing_keys(config) if s in stages))
     config, windows = settle_windows(config, secrets, window_probe)
     store = RunStore.open(run_dir)
     try:
@@ -91,8 +105,36 @@ def open_services(
         for instance in instances:
             store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
         budget = BudgetGuard.for_run(config.budget, store)
-        hub = ModelHub(config, store, secrets, budget=budget)
-        factory = sandboxes or make_sandbox_factory(config.sandbox)
+        hub = ModelHub(config, store, secrets, budget=budget, extra_models=extra_models)
+        yield RunCore(config=config, store=store, hub=hub, budget=budget, repos=repo_source(config))
+    finally:
+        store.close()
+
+
+@contextmanager
+def open_services(
+    config: Config,
+    run_dir: Path,
+    instances: Sequence[Instance],
+    environ: Mapping[str, str],
+    *,
+    stages: tuple[str, ...] = STAGES,
+    events: Callable[[PipelineEvent], None] = lambda event: None,
+    sandboxes: SandboxFactory | None = None,
+    environments: EnvironmentProvider | None = None,
+    window_probe: WindowProbe | None = None,
+    extra_models: ExtraModelFactory | None = None,
+) -> Iterator[Services]:
+    """Everything a run (or ``generate``, ``select``, ``ensemble``) needs, closed again when it ends.
+
+    The environment provider follows the sandbox backend (images for Docker,
+    local environments for bubblewrap) and builds from the same repository
+    cache the context stage reads.
+    """
+    with open_run(
+        config, run_dir, instances, environ, stages=stages, window_probe=window_probe, extra_models=extra_models
+    ) as core:
+        factory = sandboxes or make_sandbox_factory(core.config.sandbox)
         cleanup = getattr(factory, "cleanup_leaked", None)
         if cleanup is not None:
             removed = cleanup()
@@ -101,11 +143,9 @@ def open_services(
         if environments is None:
             from .environments import environments_for
 
-            environments = environments_for(factory, config)
-        repos = repo_source(config)
+            environments = environments_for(factory, core.config, source=core.repos)
         yield Services(
-            config=config, store=store, hub=hub, budget=budget, repos=repos, environments=environments,
-            sandboxes=factory, context=build_stage(config, hub, store), events=events,
+            config=core.config, store=core.store, hub=core.hub, budget=core.budget, repos=core.repos,
+            environments=environments, sandboxes=factory, context=build_stage(core.config, core.hub, core.store),
+            events=events,
         )
-    finally:
-        store.close()

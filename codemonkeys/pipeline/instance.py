@@ -29,7 +29,7 @@ from ..llm.gateway import approx_tokens
 from ..llm.registry import ModelHub
 from ..prompting import Prompt
 from ..sandbox.base import EnvironmentRef, SandboxFactory
-from ..selection.stage import SelectionDeps, SelectionInputs, select_instance, stored_candidates, stored_tests
+from ..selection.stage import stored_candidates
 from ..store import RunStore
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource
@@ -168,18 +168,10 @@ async def run_instance(
             stage = "selection"
             store.set_instance_state(iid, stage, "running")
             services.events(PipelineEvent(iid, stage, "running"))
-            selection_runner = TestRunner(pool, store, timeout_s=services.config.selection.test_timeout_s)
-            deps = SelectionDeps(
-                chat=services.hub.gateway("selection", iid),
-                store=store,
-                runner=selection_runner,
-                sources=sources,
-                prompt=Prompt("selection.j2"),
-                model=services.config.models.selection,
-                config=services.config.selection,
-            )
+            from .selecting import select_in_pool  # the step ``select`` and ``ensemble`` run on their own
+
             candidates = stored_candidates(store, iid)
-            outcome = await select_instance(deps, SelectionInputs(iid, instance.problem_statement, candidates, stored_tests(store, iid)))
+            outcome, _ = await select_in_pool(services, instance, pool)
         if outcome.candidate_id is None:
             kind = _failure_kind(result.failures)
             # Without a non-empty candidate, generation is where the instance really failed.
