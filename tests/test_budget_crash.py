@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from codemonkeys.budget import BudgetGuard
+from codemonkeys.cli.main import main
 from codemonkeys.config import BudgetConfig
 from codemonkeys.context.ranking import render_ranking
 from codemonkeys.context.relevance import RelevanceAnswer, render_answer
@@ -62,7 +63,9 @@ def _states(run_dir: Path) -> dict[str, int]:
         return {}
 
 
-def test_a_call_killed_in_flight_stays_on_the_books_and_the_resume_shows_it(tmp_path: Path) -> None:
+def test_a_call_killed_in_flight_stays_on_the_books_and_the_resume_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo, run_dir = tmp_path / "repo", tmp_path / "run"
     commit = make_repo(repo)
     with FakeLLMServer(responder, latency_s=1.0) as server:
@@ -82,6 +85,8 @@ def test_a_call_killed_in_flight_stays_on_the_books_and_the_resume_shows_it(tmp_
         assert killed and all(c.reserved_usd for c in killed)
         assert booked >= sum(c.reserved_usd or 0 for c in killed) > 0  # at their worst case
         assert guard.spent_total == pytest.approx(booked)  # what a resumed run's budget starts from
+        main(["costs", str(run_dir)])
+        assert "in flight when their process died" in " ".join(capsys.readouterr().out.split())
         sent_before = server.request_count
 
         resumed = _driver(run_dir, repo, commit, server.anthropic_base_url)

@@ -212,3 +212,26 @@ def test_opening_errors(tmp_path: Path) -> None:
         store.set_meta("schema_version", "999")
     with pytest.raises(UserError, match="schema 999"):
         RunStore.open(tmp_path / "run")
+
+
+def test_a_store_from_before_call_states_is_migrated_or_read_as_settled(tmp_path: Path) -> None:
+    """Older stores have no ``state``/``reserved_usd`` columns: a writer adds them, a reader does without."""
+    import sqlite3
+
+    from codemonkeys.store.sqlite import DB_NAME
+
+    for mode in ("read", "write"):
+        run = tmp_path / mode
+        with RunStore.open(run) as store:
+            store.record_call(CallRecord("editing", "i", "t", "h", "m", cost_usd=0.5))
+        with sqlite3.connect(run / DB_NAME) as conn:
+            conn.execute("ALTER TABLE llm_calls DROP COLUMN state")
+            conn.execute("ALTER TABLE llm_calls DROP COLUMN reserved_usd")
+        opened = RunStore.open_read_only(run) if mode == "read" else RunStore.open(run)
+        with opened as store:
+            [call] = store.calls()
+            assert call.state == "settled" and store.total_cost() == 0.5
+            assert store.ledger(group_by=())[0].started_calls == 0
+            if mode == "write":
+                store.start_call(CallRecord("editing", "i", "t", "h2", "m", state="started", reserved_usd=0.25))
+                assert store.total_cost() == 0.75

@@ -23,7 +23,7 @@ def ledger_table(rows: list[LedgerRow], names: tuple[str, ...], title: str, tota
         add_text_column(table, name.replace("_", " "))
     for column in ("calls", "hit", "err", "input", "output", "c.read", "c.write", "$"):
         add_number_column(table, column)
-    unpriced = 0
+    unpriced = started = 0
 
     def cells(row: LedgerRow) -> list[str]:
         return [
@@ -35,6 +35,7 @@ def ledger_table(rows: list[LedgerRow], names: tuple[str, ...], title: str, tota
 
     for row in rows:
         unpriced += row.unpriced_calls
+        started += row.started_calls
         table.add_row(*(_label(value) for value in row.group), *cells(row))
     if total is not None:
         table.add_section()
@@ -42,6 +43,11 @@ def ledger_table(rows: list[LedgerRow], names: tuple[str, ...], title: str, tota
     notes = ["hit: from the response cache, err: failed; tokens in, out, cache read, cache write"]
     if unpriced:
         notes.append(f"* {unpriced} unpriced call(s) not in the dollars (set pricing.<model> in the config)")
+    if started:
+        notes.append(
+            f"{started} call(s) in flight when their process died, counted at their worst case until a rerun "
+            "gets the same request answered"
+        )
     table.caption = "\n".join(notes)
     return table
 
