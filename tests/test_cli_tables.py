@@ -100,6 +100,7 @@ def test_ensemble_report_at_80_columns(narrow: None, capsys: pytest.CaptureFixtu
     lines = _lines(capsys.readouterr().out)
     assert _row(lines, "#") == ["#", "member", "patches", "resolved", "%", "of", "500"]
     assert any(line.split()[:4] == ["oracle", "(any", "member", "resolved)"] for line in lines)
+    assert any(line.split() == ["best", "member", "(#4)", "371", "74.2%"] for line in lines)  # in its columns
     assert _row(lines, "astropy__astropy-12907")[:7] == ["astropy__astropy-12907", "4", "4", "1", "2", "3", "4"]
     header = _row(lines, "instance")
     assert header == ["instance", "cands", "dist", "resolved", "by", "p(rand)", "selected"]

@@ -46,7 +46,7 @@ def report_table(report: EnsembleReport) -> Table:
     table.add_section()
     if (best := report.best_member) is not None:
         table.add_row(
-            "best member", "", str(best.resolved), _percent(best.resolved, n)
+            "", f"best member (#{report.members.index(best) + 1})", "", str(best.resolved), _percent(best.resolved, n)
         )
     table.add_row(
         "",
