@@ -59,3 +59,25 @@ def test_the_panel_fits_the_window(tmp_path: Path, width: int, height: int) -> N
         assert text.count("8 trajectory(ies) running") >= 15  # a wide, tall window lists instances in flight
     if 12 <= height < 50:
         assert "in-flight instance(s)" in text  # says what it left out
+
+
+def test_log_records_show_in_the_panel_and_are_written_out_after_it(tmp_path: Path) -> None:
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with RunStore.open(tmp_path) as store:
+            _fill(store, running=2)
+            view = LiveView(store, load_config(None, []), Console(file=io.StringIO(), force_terminal=True), refresh_s=60)
+            with view:
+                logging.getLogger("codemonkeys.test").warning("budget: $0.12 left affords one trajectory")
+                assert stream.getvalue() == ""  # nothing written past the panel while it shows
+                assert "warning: budget: $0.12 left" in "\n".join(_draw(view, 80, 24))
+            assert "budget: $0.12 left affords one trajectory" in stream.getvalue()  # written out after
+        assert handler in root.handlers
+    finally:
+        root.removeHandler(handler)

@@ -13,6 +13,7 @@ flight as far as the height allows, and says what it left out.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -61,6 +62,7 @@ class Snapshot:
     budget_usd: float | None
     failures: dict[str, Counter[str]]
     in_flight: list[tuple[str, str, str]] = field(default_factory=list)  # (instance, stage, detail)
+    logs: list[str] = field(default_factory=list)  # the last log records, shown under the essentials
 
 
 def _rank(stage: str, order: tuple[str, ...]) -> tuple[int, str]:
@@ -214,6 +216,10 @@ def render(snap: Snapshot, console: Console, options: ConsoleOptions) -> list[Re
     used = sum(_height(console, options, p) for p in parts)
     if used > height:  # a tiny window: the one-line essentials only
         return [p for p in parts if not isinstance(p, Table)][: height]
+    for line in snap.logs:
+        if used + 1 < height:
+            parts.append(Text(line, style="yellow", no_wrap=True, overflow="ellipsis"))
+            used += 1
     spend_rows = len(snap.spend)
     while spend_rows > 0:  # a hidden row costs the note line that says so
         spend = _spend_table(snap, spend_rows)
@@ -243,6 +249,24 @@ def render(snap: Snapshot, console: Console, options: ConsoleOptions) -> list[Re
     return parts
 
 
+class _Recent(logging.Handler):
+    """Keeps the log records of a live run: the panel shows the last few, all are written out after it."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+        self._lock_records = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock_records:
+            self.records.append(record)
+
+    def lines(self, last: int = 3) -> list[str]:
+        with self._lock_records:
+            tail = self.records[-last:]
+        return [f"{r.levelname.lower()}: {r.getMessage()}" for r in tail]
+
+
 class _Panel:
     """A renderable that asks for a fresh snapshot whenever rich draws it."""
 
@@ -251,6 +275,7 @@ class _Panel:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         snap = snapshot(self._view.store, self._view.config, self._view.started)
+        snap.logs = self._view.recent_logs()
         lines = console.render_lines(Group(*render(snap, console, options)), options, pad=False)
         height = max(1, (options.height or console.size.height) - 1)
         for line in lines[:height]:
@@ -269,7 +294,7 @@ class LiveView:
         self._refresh_s = refresh_s
         self._live: Live | None = None
         self._saved: list[logging.Handler] = []
-        self._handler: logging.Handler | None = None
+        self._handler: _Recent | None = None
 
     @property
     def interactive(self) -> bool:
@@ -290,17 +315,19 @@ class LiveView:
             self._live.refresh()
             self._restore_logging()
             self._live.__exit__(exc_type, exc, tb)
+            self._replay_logs()
 
     def _route_logging(self) -> None:
-        """Log records go above the panel through its console; written straight to the terminal they tear it."""
-        from rich.logging import RichHandler
+        """Log records are kept for the panel while it shows, and written out after.
 
+        Written to the terminal from the pipeline's threads while rich redraws
+        the panel from its own, they leave torn copies of the panel behind.
+        """
         root = logging.getLogger()
         self._saved = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-        level = min((h.level for h in self._saved), default=logging.WARNING)
         for handler in self._saved:
             root.removeHandler(handler)
-        self._handler = RichHandler(console=self._console, level=level, show_path=False, markup=False)
+        self._handler = _Recent(min((h.level for h in self._saved), default=logging.WARNING))
         root.addHandler(self._handler)
 
     def _restore_logging(self) -> None:
@@ -309,6 +336,17 @@ class LiveView:
             root.removeHandler(self._handler)
         for handler in self._saved:
             root.addHandler(handler)
+
+    def recent_logs(self) -> list[str]:
+        return self._handler.lines() if self._handler is not None else []
+
+    def _replay_logs(self) -> None:
+        if self._handler is None:
+            return
+        for record in self._handler.records:
+            for handler in self._saved:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
 
     def event(self, event: PipelineEvent) -> None:
         """A pipeline event: the panel refreshes itself; without a terminal, one log line."""
