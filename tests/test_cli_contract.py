@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from codemonkeys.examples import example_instance
 from codemonkeys.store import DB_NAME, CallRecord, RunStore
 from codemonkeys.testing.fake_server import FakeLLMServer
 
@@ -68,7 +69,8 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -
 
 def _archived_run(run: Path) -> Path:
     with RunStore.open(run) as store:
-        store.add_instance(IID, "codemonkeys-examples/humansize", {"patch": ""})
+        instance = example_instance()
+        store.add_instance(instance.instance_id, instance.repo, instance.model_dump(mode="json"))
         store.record_call(CallRecord("editing", IID, "generation-0", "h1", "anthropic:claude-sonnet-4-5",
                                      input_tokens=1200, output_tokens=300, cost_usd=0.0081, latency_s=1.0, ts=1.0))
         store.add_candidate(f"{IID}/generation/0", IID, "generation", "diff --git a/x b/x\n", "ph", {})
@@ -258,6 +260,19 @@ def test_preflight_fails_before_any_repository_image_or_call(workdir: Path) -> N
                             env={**env, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert_user_error(result, "ANTHROPIC_API_KEY")
     assert not (run / DB_NAME).exists() and not (run / "repos").exists()
+
+
+def test_context_and_select_preflight_too(workdir: Path) -> None:
+    down = f"http://127.0.0.1:{_free_port()}/v1"
+    run = _archived_run(workdir / "run")
+    before = snapshot(run)
+    result = cli("select", str(run), "--set", f"models.selection.model=openai-compatible:m@{down}")
+    assert_user_error(result, "models.selection.model", "no answer from")
+    assert snapshot(run) == before
+    fresh = workdir / "fresh"
+    result = cli("context", "--dataset", "example", "--run-dir", str(fresh), *ORACLES, f"models.relevance.model=openai-compatible:m@{down}")
+    assert_user_error(result, "models.relevance.model", "no answer from")
+    assert not (fresh / DB_NAME).exists()
 
 
 # --- interrupted --------------------------------------------------------------------------------------

@@ -22,10 +22,13 @@ from ..context.relevance import RelevancePrompt
 from ..context.report import RecallReport, context_recall
 from ..context.stage import ContextTask, ProgressEvent
 from ..errors import RepoError, UserError
+from ..examples import resolve_dataset
+from ..llm.preflight import preflight
 from ..llm.pricing import PriceTable
 from ..store import RunStore
 from ..swebench.instances import Instance, load_instances, split_ids
 from ..pipeline.build import RunCore, open_run, repo_source
+from .common import ensure_run_dir
 from ..swebench.repo import RepoSource
 
 
@@ -61,6 +64,9 @@ def register(app: typer.Typer) -> None:
         if estimate and report:
             raise UserError("--estimate and --report cannot be combined")
         extra = [f"environment.mirror_dir={Path(mirror_dir).resolve()}"] if mirror_dir is not None else []
+        if dataset is not None and not report:  # ``--dataset example``: the bundled instance, as for run
+            dataset, example = resolve_dataset(dataset, ensure_run_dir(run_dir))
+            extra = [*example, *extra]
         cfg = load_config(Path(config) if Path(config).exists() else config, [*extra, *(overrides or [])])
         if report:
             _report(run_dir, dataset, ids, as_json)
@@ -74,6 +80,7 @@ def register(app: typer.Typer) -> None:
                 _estimate(cfg, store, tasks, as_json)
         else:
             # The run's own wiring: the same repository cache, models, budget and price checks as ``run``.
+            preflight(cfg, os.environ, stages=("relevance", "ranking"))  # before any repository or paid call
             with open_run(cfg, run_dir, instances, os.environ, stages=("relevance", "ranking")) as core:
                 tasks, failed = _tasks(core.repos, instances)
                 for outcome in failed:

@@ -172,6 +172,7 @@ def register(app: typer.Typer) -> None:
             return
         if run_dir is None:
             raise UserError("--run-dir is required (except with --report)")
+        from ..llm.preflight import preflight
         from ..pipeline.build import open_services
         from ..pipeline.selecting import select_instances, stored_instances, test_writer
 
@@ -186,6 +187,7 @@ def register(app: typer.Typer) -> None:
                 instances = stored_instances(existing, ids)
         if not instances:
             raise UserError(f"{run_dir} has no instances yet: pass --dataset")
+        preflight(cfg, os.environ, stages=("selection", "testing"))  # before any image or paid call
         with open_services(cfg, run_dir, instances, os.environ, stages=("selection", "testing")) as services:
             universe = [i.instance_id for i in instances]
             pooled = _pool(services.store, members, include_run or [], universe, console)

@@ -117,12 +117,14 @@ def register(app: typer.Typer) -> None:
             return
         if labels is not None:
             raise UserError("--labels goes with --report")
+        from ..llm.preflight import preflight
         from ..pipeline.build import open_services
         from ..pipeline.selecting import select_instances
 
         cfg = load_cli_config(config, overrides, mirror_dir)
         instances = command_instances(run_dir, dataset, split_ids(instance_ids), split)
         console = Console(stderr=True)
+        preflight(cfg, os.environ, stages=("selection",))  # before any image or paid call
         with open_services(cfg, run_dir, instances, os.environ, stages=("selection",)) as services:
             results = asyncio.run(select_instances(services, instances, on_done=progress_line(console)))
         finish(results, as_json)
