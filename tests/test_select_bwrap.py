@@ -90,3 +90,15 @@ def test_ensemble_runs_on_bubblewrap(example: tuple[ExampleSetup, Path, str], tm
         executions = store._query("SELECT COUNT(*) AS n FROM test_executions")[0]["n"]
     assert selection is not None and selection["candidate_id"].endswith("gold")
     assert len(tests) == 1 and executions > 0  # the oracle's test ran in bubblewrap sandboxes
+
+
+def test_evaluate_runs_on_bubblewrap(example: tuple[ExampleSetup, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    setup, cache, wrong = example
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text(json.dumps({"instance_id": INSTANCE.instance_id, "model_name_or_path": "g", "model_patch": INSTANCE.patch}) + "\n")
+    args = ["evaluate", str(predictions), "--dataset", str(setup.dataset), "--json"]
+    for override in _overrides(setup, cache):
+        args += ["--set", override]
+    main(args)
+    report = json.loads(capsys.readouterr().out)
+    assert report[INSTANCE.instance_id]["status"] == "resolved", report

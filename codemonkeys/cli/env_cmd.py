@@ -49,12 +49,18 @@ def _summary_table(title: str, report: dict[str, dict[str, Any]], ids: list[str]
 def _grade(
     config: Config, instances: list[Any], patches: dict[str, str | None], output: Path | None, force: bool, console: Console
 ) -> dict[str, dict[str, Any]]:
-    from ..env.images import ImageBuilder
     from ..env.validate import cpu_factories, grade_instances
+    from ..pipeline.build import repo_source
+    from ..pipeline.environments import ThreadedEnvironments, environments_for
     from ..sandbox.factory import make_sandbox_factory
 
-    builder = ImageBuilder(config.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
+    # The run's environment provider: images for Docker, local environments for bubblewrap.
     factory = make_sandbox_factory(config.sandbox)
+    provider = environments_for(
+        factory, config, progress=lambda message: console.print(f"[dim]{message}[/]"), source=repo_source(config)
+    )
+    assert isinstance(provider, ThreadedEnvironments)
+    builder: Any = provider.builder
 
     def on_result(instance_id: str, entry: dict[str, Any]) -> None:
         console.print(f"{instance_id}: [bold]{entry['status']}[/] {entry.get('cause') or ''}", highlight=False)
