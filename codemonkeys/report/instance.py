@@ -370,15 +370,15 @@ def _kind_rank(view: TrajectoryView) -> tuple[int, int, str]:
 
 def instance_views(store: InstanceSource, instance_ids: Sequence[str]) -> Iterator[InstanceView]:
     """One view at a time (a 500-instance report never holds them all); ids the run lacks are skipped."""
-    known = {s["instance_id"] for s in store.instance_states()}
+    known = {s["instance_id"]: s for s in store.instance_states()}
     for iid in instance_ids:
         if iid in known:
-            yield instance_view(store, iid)
+            yield instance_view(store, iid, known)
 
 
-def instance_view(store: InstanceSource, instance_id: str) -> InstanceView:
-    """Read one instance; ``KeyError`` when the run has no such instance."""
-    states = {s["instance_id"]: s for s in store.instance_states()}
+def instance_view(store: InstanceSource, instance_id: str, states: dict[str, dict[str, Any]] | None = None) -> InstanceView:
+    """Read one instance; ``KeyError`` when the run has no such instance. ``states``: every instance's, when known."""
+    states = states if states is not None else {s["instance_id"]: s for s in store.instance_states()}
     if instance_id not in states:
         raise KeyError(instance_id)
     state = states[instance_id]
