@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine able to run sandboxes, idempotently:
-#   1. install docker.io, debootstrap, bubblewrap, git, patch (only the missing
+#   1. install docker.io, debootstrap, bubblewrap, git, patch, docker-registry (the
+#      local registry the official-path tests start themselves; only the missing
 #      ones, and only when we may: as root, or with password-less sudo),
 #   2. start dockerd in the background when no daemon answers, and wait for it,
 #   3. build the base image (debootstrap + docker import, no Docker Hub) and the
@@ -22,7 +23,8 @@ as_root() {
 
 missing=()
 for pair in docker:docker.io dockerd:docker.io debootstrap:debootstrap bwrap:bubblewrap \
-            git:git patch:patch prlimit:util-linux setpriv:util-linux; do
+            git:git patch:patch prlimit:util-linux setpriv:util-linux \
+            docker-registry:docker-registry; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then

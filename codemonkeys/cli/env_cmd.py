@@ -77,6 +77,13 @@ def _grade(
 def _print_totals(console: Console, report: dict[str, dict[str, Any]], ids: list[str]) -> None:
     counts = Counter(report[i]["status"] for i in ids if i in report)
     console.print(", ".join(f"{status}: {counts.get(status, 0)}" for status in ("resolved", "unresolved", "error")))
+    dropped = {i: report[i].get("setup_hunks_dropped") or [] for i in ids if i in report}
+    if any(dropped.values()):
+        patches = sum(1 for hunks in dropped.values() if hunks)
+        console.print(
+            f"setup hunks dropped: {sum(len(h) for h in dropped.values())} in {patches} patches "
+            "(changes the image's setup commit already made; see setup_hunks_dropped in the report)"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -124,6 +124,8 @@ class GradeReport:
     test_s: float | None = None
     build_s: float | None = None
     needs_network: bool = False
+    # Hunks dropped before applying because the image's setup commit already made them (see .setup_hunks).
+    setup_hunks_dropped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +133,7 @@ class GradeReport:
             "cause": self.cause,
             "patch_applied": self.patch_applied,
             "needs_network": self.needs_network,
+            "setup_hunks_dropped": self.setup_hunks_dropped,
             "build_s": None if self.build_s is None else round(self.build_s, 1),
             "test_s": None if self.test_s is None else round(self.test_s, 1),
             "tests": self.tests,

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from ..resources import resource_dir
 from ..sandbox.base import EnvironmentRef
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at
+from .official import ACTIVATE, TESTBED_ENV, activation_delta, capture_script, split_capture
 from .plan import (
     VENV_PYTHON,
     EnvPlan,
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 _PYTHON_SKIP = {"idlelib", "tkinter", "turtledemo", "__phello__"}
+# How dockerd words a missing image in a pull's error stream.
+_NOT_FOUND = re.compile(r"manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|does not exist", re.I)
 
 
 def _recipe_dir() -> Path:
@@ -134,6 +138,8 @@ class ImageBuilder:
         self._progress = progress or (lambda message: log.info("%s", message))
         self._index = index
         self._registry_down = not config.pull_official
+        self._pull_failure = ""
+        self._activation: dict[str, tuple[tuple[str, str], ...]] = {}
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(_recipe_dir())),
             undefined=jinja2.StrictUndefined,
@@ -278,13 +284,32 @@ class ImageBuilder:
         return plan.tag
 
     def ensure_instance(self, instance: Instance) -> BuiltImage:
-        """The instance's image, pulled, found or built; :class:`BuildError` when none can be had."""
+        """The instance's image, pulled, found or built; :class:`BuildError` when none can be had.
+
+        A registry that has no image of the instance (404) is asked again for
+        the next one; one that does not answer within ``pull_timeout_s`` is
+        not asked again by this builder, so a dead registry costs one timeout
+        per run, not one per instance. Either way the image is built here.
+        """
         started = time.monotonic()
+        pull_note = ""
         if not self._registry_down:
-            pulled = self._pull(official_image(self.config.official_namespace, instance.instance_id))
+            image = official_image(self.config.official_namespace, instance.instance_id)
+            pulled = self._pull(image)
             if pulled is not None:
-                ref = EnvironmentRef(key=f"official:{pulled}", image=pulled, python="python")
+                ref = EnvironmentRef(
+                    key=f"official:{pulled}", image=pulled, python="python", exec_env=self.activation_env(pulled)
+                )
                 return BuiltImage(instance.instance_id, ref, "pulled", time.monotonic() - started)
+            pull_note = f" (after pulling {image}: {self._pull_failure})"
+        try:
+            return self._local(instance, started)
+        except BuildError as exc:
+            if pull_note:
+                raise BuildError(f"{exc}{pull_note}") from exc
+            raise
+
+    def _local(self, instance: Instance, started: float) -> BuiltImage:
         try:
             plan = self.plan(instance)
         except RepoError as exc:
@@ -312,22 +337,89 @@ class ImageBuilder:
         return BuiltImage(instance.instance_id, ref, "built", time.monotonic() - started, env_tag)
 
     def _pull(self, image: str) -> str | None:
-        """Pull an official image; ``None`` (and no further tries) when the registry does not answer."""
+        """Pull an official image; ``None`` when the registry lacks it or does not answer in time.
+
+        The wait is bounded by ``pull_timeout_s`` in total: docker-py streams
+        a pull without any timeout, so it runs in a thread on a client of its
+        own, which is closed at the deadline (dockerd then cancels the pull).
+        """
         import docker as docker_sdk
 
         if self.exists(image):
             return image
         repository, _, tag = image.rpartition(":")
-        try:
-            client = docker_sdk.from_env(timeout=int(self.config.pull_timeout_s))
-            client.images.pull(repository, tag=tag)
-        except docker_sdk.errors.NotFound:
+        timeout = self.config.pull_timeout_s
+        client = docker_sdk.from_env(timeout=max(1, int(timeout)))
+        outcome: dict[str, BaseException | str] = {}
+
+        def pull() -> None:
+            try:
+                for chunk in client.api.pull(repository, tag=tag, stream=True, decode=True):
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        outcome["error"] = str(chunk["error"])
+                        return
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome["exception"] = exc
+
+        worker = threading.Thread(target=pull, name=f"pull-{tag}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            client.close()
+            worker.join(5)
+            self._registry_unreachable(image, TimeoutError(f"no image after {timeout:.0f} s"))
             return None
-        except Exception as exc:  # unreachable registry: connection errors, timeouts, 5xx
-            log.info("registry unreachable (%s); building images locally from now on", exc)
-            self._registry_down = True
+        client.close()
+        failure = outcome.get("exception") or outcome.get("error")
+        if failure is not None:
+            text = str(getattr(failure, "explanation", None) or failure)
+            if isinstance(failure, docker_sdk.errors.NotFound) or _NOT_FOUND.search(text):
+                # dockerd reports a registry's 404 as its own 404 or as a 500 naming the manifest.
+                self._pull_failure = f"not in the registry: {text[:200]}"
+                return None
+            self._registry_unreachable(image, failure if isinstance(failure, BaseException) else BuildError(text))
+            return None
+        if not self.exists(image):
+            self._pull_failure = "the pull ended without the image"
             return None
         return image
+
+    def _registry_unreachable(self, image: str, exc: BaseException) -> None:
+        self._pull_failure = f"registry unreachable ({type(exc).__name__}: {str(exc)[:200]}); not asked again this run"
+        log.info("%s: %s; building images locally from now on", image, self._pull_failure)
+        self._registry_down = True
+
+    def activation_env(self, image: str) -> tuple[tuple[str, str], ...]:
+        """The variables ``conda activate testbed`` sets in ``image`` (empty without Miniconda).
+
+        Captured once per image in a throwaway container without network, so
+        every later command runs in the repository's environment, activate.d
+        scripts included, as the harness's eval script does.
+        """
+        import docker as docker_sdk
+
+        if image in self._activation:
+            return self._activation[image]
+        try:
+            raw = self.client.containers.run(
+                image, ["bash", "-c", capture_script()], remove=True, network_disabled=True, stdout=True, stderr=False
+            )
+            output = raw.decode("utf-8", errors="replace")
+            exit_code = 0
+        except docker_sdk.errors.ContainerError as exc:
+            output = (exc.stderr or b"").decode("utf-8", errors="replace")
+            exit_code = exc.exit_status
+        if exit_code == 3:  # no /opt/miniconda3: not the official layout, nothing to activate
+            delta: dict[str, str] = {}
+        elif exit_code != 0:
+            raise BuildError(f"{image}: `{ACTIVATE}` fails in the image (exit {exit_code})")
+        else:
+            before, after = split_capture(output)
+            delta = activation_delta(before, after)
+            if not delta.get("PATH", "").startswith(f"{TESTBED_ENV}/bin"):
+                raise BuildError(f"{image}: activating the testbed env did not put {TESTBED_ENV}/bin first on PATH")
+        self._activation[image] = tuple(sorted(delta.items()))
+        return self._activation[image]
 
     def _render(self, template: str, **values: Any) -> bytes:
         return self._templates.get_template(template).render(**values).encode()

@@ -6,7 +6,11 @@ so an interrupted run resumes where it stopped: instances already graded
 ``resolved``/``unresolved`` are skipped, ``error`` ones are tried again.
 Build failures and timeouts are ``error`` (our infrastructure), never
 ``unresolved`` (the patch's fault). Eval logs are kept beside the report
-(``<report>.logs/<instance_id>.eval.log``).
+(``<report>.logs/<instance_id>.eval.log``). Hunks of a patch that equal the
+image's own setup commit are dropped before it is applied
+(:mod:`.setup_hunks`) and listed in the entry's ``setup_hunks_dropped``: the
+official harness's images did not always commit their setup, so patches made
+there carry it, and our committed setup would make them not apply.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +30,7 @@ from ..errors import CodeMonkeysError, EditApplyError, failure_kind
 from ..sandbox.base import EnvironmentRef, SandboxFactory
 from ..swebench.instances import Instance
 from .grading import GradeReport, eval_script, report_from_output
+from .setup_hunks import drop_setup_hunks, setup_commit_diff
 from .specs import EnvSpec, SpecRegistry
 
 log = logging.getLogger(__name__)
@@ -62,10 +68,18 @@ async def grade_patch(
     if not patch.strip():
         return GradeReport(instance.instance_id, "unresolved", "empty patch", patch_applied=False)
     async with factory.sandbox(ref) as sandbox:
+        dropped = drop_setup_hunks(patch, await setup_commit_diff(sandbox, instance.base_commit))
+        if dropped.count:
+            log.warning("%s: dropped %d hunks equal to the image's setup commit: %s", instance.instance_id, dropped.count, dropped.dropped)
+            patch = dropped.patch
         try:
-            await sandbox.apply_patch(patch)
+            if patch.strip():
+                await sandbox.apply_patch(patch)
         except EditApplyError as exc:
-            return GradeReport(instance.instance_id, "unresolved", f"patch does not apply: {str(exc)[:500]}", patch_applied=False)
+            return GradeReport(
+                instance.instance_id, "unresolved", f"patch does not apply: {str(exc)[:500]}", patch_applied=False,
+                setup_hunks_dropped=dropped.dropped,
+            )
         await sandbox.write_file(EVAL_SCRIPT, eval_script(instance, spec))
         started = time.monotonic()
         result = await sandbox.exec(
@@ -78,7 +92,7 @@ async def grade_patch(
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(output, encoding="utf-8")
-    return report_from_output(instance, spec, output, test_s=elapsed)
+    return replace(report_from_output(instance, spec, output, test_s=elapsed), setup_hunks_dropped=dropped.dropped)
 
 
 def cpu_factories(config: SandboxConfig) -> FactoryForCpus:

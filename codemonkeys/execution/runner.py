@@ -21,6 +21,7 @@ import uuid
 from typing import Protocol
 
 from ..edits import patch_hash
+from ..env.setup_hunks import drop_note, drop_setup_hunks, setup_commit_diff
 from ..errors import EditApplyError, SandboxError
 from ..sandbox.base import TESTBED, Sandbox
 from ..store.records import TestExecution
@@ -70,6 +71,7 @@ class TestRunner:
         self._timeout_s = timeout_s
         self._inflight: dict[tuple[str, str, int], asyncio.Future[TestExecution]] = {}
         self.executed = 0
+        self._setup: str | None = None
 
     @property
     def env_key(self) -> str:
@@ -121,11 +123,18 @@ class TestRunner:
 
     async def _run_cell(self, sandbox: Sandbox, patch: str, script: str) -> tuple[int | None, str, bool]:
         """Exit code, output and timeout flag of ``script`` on ``patch`` in a sandbox at the base commit."""
+        note = ""
+        if patch.strip():
+            # Candidates made where the image's setup was uncommitted (other systems' patches in an
+            # ensemble) carry it; those hunks would conflict with our setup commit. Said in the output.
+            drop = drop_setup_hunks(patch, await self._setup_diff(sandbox))
+            if drop.count:
+                patch, note = drop.patch, drop_note(drop)
         try:
             if patch.strip():
                 await sandbox.apply_patch(patch)
         except EditApplyError as exc:
-            return None, f"the patch does not apply: {exc}", False
+            return None, f"{note}the patch does not apply: {exc}", False
         python = self._pool.env.python
         if len(script.encode("utf-8", errors="replace")) <= INLINE_SCRIPT_BYTES and "\0" not in script:
             marker = f"@@codemonkeys-write-failed-{uuid.uuid4().hex}"
@@ -136,4 +145,10 @@ class TestRunner:
         else:
             await sandbox.write_file(TEST_FILE, script)
             result = await sandbox.exec([python, TEST_FILE], workdir=TESTBED, env=_RUN_ENV, timeout_s=self._timeout_s)
-        return result.exit_code, result.output, result.timed_out
+        return result.exit_code, note + result.output if note else result.output, result.timed_out
+
+    async def _setup_diff(self, sandbox: Sandbox) -> str:
+        """The environment's setup commit diff, read once per runner (every sandbox has the same)."""
+        if self._setup is None:
+            self._setup = await setup_commit_diff(sandbox)
+        return self._setup

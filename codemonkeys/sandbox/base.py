@@ -40,12 +40,17 @@ class EnvironmentRef:
     ``image`` names a Docker image for the Docker backend; ``root`` is a host
     directory tree for the bubblewrap backend. ``key`` is the content key that
     identifies the environment in caches (same key, same test results).
+    ``exec_env`` is what makes every command (tests, patching, grading) run
+    inside the repository's environment rather than the image's default one.
     """
 
     key: str
     image: str | None = None
     root: str | None = None
     python: str = "python"
+    # Variables every command in this environment runs with, under the caller's: an official
+    # image's activated ``testbed`` conda env (PATH, CONDA_PREFIX...), captured when it is pulled.
+    exec_env: tuple[tuple[str, str], ...] = ()
 
 
 class Sandbox(Protocol):

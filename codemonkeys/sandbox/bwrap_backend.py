@@ -251,6 +251,7 @@ class BubblewrapSandbox:
             "GIT_AUTHOR_EMAIL": "codemonkeys@localhost",
             "GIT_COMMITTER_NAME": "codemonkeys",
             "GIT_COMMITTER_EMAIL": "codemonkeys@localhost",
+            **dict(self.env.exec_env),
             **(env or {}),
         }
         for key, value in variables.items():

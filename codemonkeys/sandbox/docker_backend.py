@@ -309,7 +309,7 @@ class DockerSandbox:
                 stdout=True,
                 stderr=True,
                 workdir=workdir,
-                environment=[f"{k}={v}" for k, v in (env or {}).items()],
+                environment=[f"{k}={v}" for k, v in {**dict(self.env.exec_env), **(env or {})}.items()],
             )
         )["Id"]
         stream = await self._call(self._api.exec_start, exec_id, stream=True, demux=False)
