@@ -86,8 +86,27 @@ def _print_totals(console: Console, report: dict[str, dict[str, Any]], ids: list
         )
 
 
+def _images() -> list[Any]:
+    """Every image with its sizes and container count (``docker system df``)."""
+    import docker
+
+    from ..env.inventory import ImageInfo
+
+    try:
+        client = docker.from_env(timeout=600)
+        infos = []
+        for item in client.df().get("Images") or []:
+            layers = client.api.inspect_image(item["Id"]).get("RootFS", {}).get("Layers") or []
+            infos.append(ImageInfo.from_df(item, layers))
+        return infos
+    except docker.errors.DockerException as exc:
+        from ..errors import SandboxError
+
+        raise SandboxError(f"no Docker daemon answers: {exc}") from exc
+
+
 def register(app: typer.Typer) -> None:
-    env_app = typer.Typer(help="SWE-bench environment images: build, validate.", no_args_is_help=True)
+    env_app = typer.Typer(help="SWE-bench environment images: build, validate, du, prune.", no_args_is_help=True)
     app.add_typer(env_app, name="env")
 
     @env_app.command("build")
@@ -95,33 +114,109 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(..., "--dataset", help=DATASET_HELP),
         instance_ids: str = typer.Option(None, "--instance-ids", help="Comma-separated ids (default: all)."),
         split: str = typer.Option("test", help="Dataset split (hub datasets)."),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="Repo versions built at once (shared layers are built first, once)."),
         mirror_dir: Path = typer.Option(None, "--mirror-dir", help="DIR/<owner>__<repo> git mirrors instead of GitHub."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
         config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
         overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
     ) -> None:
-        """Pull or build the image of each instance, one at a time, with progress."""
-        from ..env.images import ImageBuilder
-        from ..errors import BuildError
+        """Pull or build the image of each instance, with a progress bar. Exit 1 when some failed."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        console = Console()
+        from ..env.batch import build_many
+
+        console = Console(stderr=as_json)
         dataset, extra = resolve_dataset(dataset)
         cfg = load_cli_config(config, [*extra, *(overrides or [])], mirror_dir)
         instances = _instances(dataset, split, instance_ids)
-        builder = ImageBuilder(cfg.environment, progress=lambda message: console.print(f"[dim]{message}[/]"))
-        failed = 0
-        for number, instance in enumerate(instances, 1):
-            console.print(f"[{number}/{len(instances)}] {instance.instance_id}")
-            started = time.monotonic()
-            try:
-                built = builder.ensure_instance(instance)
-            except BuildError as exc:
-                failed += 1
-                console.print(f"  [red]failed[/]: {exc}", highlight=False)
-                continue
-            console.print(f"  {built.source}: {built.ref.image} ({time.monotonic() - started:.0f} s)")
+        results: dict[str, dict[str, Any]] = {}
+        started = time.monotonic()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=as_json) as bar:
+            task = bar.add_task("images", total=len(instances))
+
+            def done(instance: Any, outcome: Any) -> None:
+                if isinstance(outcome, BaseException):
+                    results[instance.instance_id] = {"status": "failed", "error": str(outcome)[:2000]}
+                    bar.console.print(f"[red]{instance.instance_id} failed[/]: {str(outcome)[:300]}", highlight=False)
+                else:
+                    results[instance.instance_id] = {
+                        "status": outcome.source, "image": outcome.ref.image, "seconds": round(outcome.build_s, 1),
+                    }
+                bar.advance(task)
+
+            build_many(cfg.environment, instances, jobs=jobs, on_done=done,
+                       progress=lambda message: bar.console.print(f"[dim]{message}[/]", highlight=False))
+        failed = sum(1 for r in results.values() if r["status"] == "failed")
+        if as_json:
+            print(json.dumps({"instances": results, "seconds": round(time.monotonic() - started, 1)}, indent=2))
+        else:
+            counts = Counter(r["status"] for r in results.values())
+            console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f" in {time.monotonic() - started:.0f} s")
         if failed:
-            console.print(f"[red]{failed} of {len(instances)} failed[/]")
             raise typer.Exit(1)
+
+    @env_app.command("du")
+    def du(
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
+        overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+    ) -> None:
+        """Disk used by environment images, per layer kind (base, python, env, instance, ...)."""
+        from ..env.inventory import disk_usage, human
+
+        cfg = load_cli_config(config, overrides or [], None)
+        usage = disk_usage(_images(), cfg.environment.image_prefix)
+        if as_json:
+            print(json.dumps({k: vars(v) for k, v in usage.items()}, indent=2))
+            return
+        table = Table(title="environment images")
+        for column in ("kind", "images", "own layers", "full sizes"):
+            table.add_column(column, justify="left" if column == "kind" else "right")
+        for kind, item in usage.items():
+            table.add_row(kind, str(item.images), human(item.layer_bytes), human(item.total_bytes))
+        table.add_row("all", str(sum(u.images for u in usage.values())), human(sum(u.layer_bytes for u in usage.values())), "")
+        Console().print(table)
+        Console().print("own layers: the disk of the layers each kind adds on top of the one below (each layer once).")
+
+    @env_app.command("prune")
+    def prune(
+        instances: bool = typer.Option(False, "--instances", help="Also remove every instance image (env layers stay)."),
+        standins: bool = typer.Option(False, "--standins", help="Also remove official-layout stand-ins."),
+        yes: bool = typer.Option(False, "--yes", help="Remove; without it, only show what would go."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        config: str = typer.Option(None, "--config", help="Config file or shipped config name."),
+        overrides: list[str] = typer.Option(None, "--set", help="key.path=value config override."),
+    ) -> None:
+        """Remove environment images no run needs: superseded instance and env images (see env/inventory.py)."""
+        from ..env.inventory import human, prune_plan
+
+        cfg = load_cli_config(config, overrides or [], None)
+        plan = prune_plan(_images(), cfg.environment.image_prefix, instances=instances, standins=standins)
+        removed: list[str] = []
+        if yes:
+            import docker
+
+            client = docker.from_env()
+            for item in plan.remove:
+                for tag in item.image.tags:
+                    try:
+                        client.images.remove(tag, noprune=False)
+                    except docker.errors.APIError as exc:  # in use since the plan was made, or gone
+                        Console(stderr=True).print(f"kept {tag}: {exc.explanation or exc}", highlight=False)
+                        continue
+                    removed.append(tag)
+        rows = [{"tag": ", ".join(i.image.tags), "kind": i.kind, "bytes": i.image.unique_size, "reason": i.reason} for i in plan.remove]
+        if as_json:
+            print(json.dumps({"remove": rows, "removed": removed, "kept": plan.keep, "freed_bytes": plan.freed_bytes}, indent=2))
+            return
+        table = Table(title="env prune" + ("" if yes else " (dry run: --yes removes)"))
+        for column in ("image", "kind", "frees", "why"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(row["tag"], row["kind"], human(row["bytes"]), row["reason"])
+        Console().print(table)
+        Console().print(f"{len(rows)} to remove ({human(plan.freed_bytes)}), {plan.keep} kept" + (f"; removed {len(removed)} tags" if yes else ""))
 
     @env_app.command("validate")
     def validate(

@@ -34,7 +34,7 @@ from ..resources import resource_dir
 from ..sandbox.base import EnvironmentRef
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at
-from .official import ACTIVATE, TESTBED_ENV, activation_delta, capture_script, split_capture
+from .official import ACTIVATE, END, TESTBED_ENV, activation_delta, capture_script, split_capture
 from .plan import (
     VENV_PYTHON,
     EnvPlan,
@@ -400,15 +400,17 @@ class ImageBuilder:
 
         if image in self._activation:
             return self._activation[image]
-        try:
-            raw = self.client.containers.run(
-                image, ["bash", "-c", capture_script()], remove=True, network_disabled=True, stdout=True, stderr=False
-            )
-            output = raw.decode("utf-8", errors="replace")
-            exit_code = 0
-        except docker_sdk.errors.ContainerError as exc:
-            output = (exc.stderr or b"").decode("utf-8", errors="replace")
-            exit_code = exc.exit_status
+        output, exit_code = "", 0
+        for _ in range(3):  # the log of a container that exits at once can come back short
+            try:
+                raw = self.client.containers.run(
+                    image, ["bash", "-c", capture_script()], remove=True, network_disabled=True, stdout=True, stderr=False
+                )
+                output, exit_code = raw.decode("utf-8", errors="replace"), 0
+            except docker_sdk.errors.ContainerError as exc:
+                output, exit_code = "", exc.exit_status
+            if exit_code != 0 or END in output:
+                break
         if exit_code == 3:  # no /opt/miniconda3: not the official layout, nothing to activate
             delta: dict[str, str] = {}
         elif exit_code != 0:

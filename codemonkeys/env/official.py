@@ -20,6 +20,8 @@ TESTBED_ENV = f"{CONDA_ROOT}/envs/testbed"
 # What the harness's eval script runs before its commands (make_eval_script_list_py).
 ACTIVATE = f"source {CONDA_ROOT}/bin/activate && conda activate testbed"
 SEPARATOR = "@@codemonkeys-activated@@"
+# The capture's last line: a log driver may lose an unterminated last line, so its absence means "read again".
+END = "@@codemonkeys-end@@"
 # Variables of the capturing shell itself, not of the environment.
 _SHELL_ONLY = frozenset({"_", "SHLVL", "PWD", "OLDPWD", "PS1", "HOSTNAME", "HOME"})
 
@@ -29,7 +31,7 @@ def capture_script() -> str:
     return (
         f"env -0; printf '\\0{SEPARATOR}\\0'; "
         f"if [ ! -f {CONDA_ROOT}/bin/activate ]; then exit 3; fi; "
-        f"{ACTIVATE} >/dev/null 2>&1 || exit 4; env -0"
+        f"{ACTIVATE} >/dev/null 2>&1 || exit 4; env -0; printf '\\n{END}\\n'"
     )
 
 
@@ -55,6 +57,7 @@ def activation_delta(before: Mapping[str, str], after: Mapping[str, str]) -> dic
 def split_capture(output: str) -> tuple[dict[str, str], dict[str, str]]:
     """``(before, after)`` from the capture script's output; ``after`` is empty without the separator."""
     marker = f"\0{SEPARATOR}\0"
+    output = output.split(f"\n{END}", 1)[0]
     if marker not in output:
         return parse_env0(output), {}
     before, after = output.split(marker, 1)
