@@ -112,6 +112,8 @@ async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         console.print(f"[{number}/{len(instances)}] {iid}", highlight=False)
         started = time.monotonic()
         try:
+            plan = await asyncio.to_thread(builder.plan, instance)
+            row["build_kind"] = "warm" if builder.exists(plan.tag) else "extra" if builder.exists(plan.env.tag) else "cold"
             built: BuiltImage = await asyncio.to_thread(builder.ensure_instance, instance)
         except Exception as exc:  # noqa: BLE001 - the instance boundary: recorded
             row.update(build_error=str(exc)[:500], build_s=round(time.monotonic() - started, 1), done=True)

@@ -32,14 +32,18 @@ class CondaMap:
 
     renames: dict[str, str] = field(default_factory=dict)
     skip: frozenset[str] = frozenset()
+    # conda name -> Debian packages giving its C library (conda_to_debian.yaml).
+    debian: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def shipped(cls) -> CondaMap:
-        path = resource_dir("sandbox") / "env" / "conda_to_pip.yaml"
-        data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        folder = resource_dir("sandbox") / "env"
+        data: dict[str, Any] = yaml.safe_load((folder / "conda_to_pip.yaml").read_text(encoding="utf-8")) or {}
+        debian: dict[str, Any] = yaml.safe_load((folder / "conda_to_debian.yaml").read_text(encoding="utf-8")) or {}
         return cls(
             renames={str(k).lower(): str(v) for k, v in (data.get("renames") or {}).items()},
             skip=frozenset(str(name).lower() for name in data.get("skip") or []),
+            debian={str(k).lower(): tuple(str(p) for p in v) for k, v in debian.items()},
         )
 
 
@@ -106,6 +110,39 @@ def from_requirements_file(path: str, read: Callable[[str], str], *, _depth: int
             continue  # indexes come from the host configuration, constraint files are not copied
         lines.append(line.split(" #", 1)[0].strip())
     return lines
+
+
+def conda_names(spec: EnvSpec, read: Callable[[str], str]) -> list[str]:
+    """The conda package names a spec's ``packages`` asks for (environment.yml or a conda list)."""
+    from swebench.harness.test_spec.python import clean_environment_yml
+
+    packages = spec.packages.strip()
+    items: list[str] = []
+    if packages == "environment.yml":
+        for path in spec.env_yml_paths:
+            try:
+                data = yaml.safe_load(clean_environment_yml(read(path))) or {}
+            except (RepoError, yaml.YAMLError):
+                continue
+            items = [dep for dep in data.get("dependencies") or [] if isinstance(dep, str)]
+            break
+    elif packages and packages != "requirements.txt":
+        items = packages.split()
+    names = []
+    for item in items:
+        match = _CONDA_SPEC.match(item.split("#", 1)[0].strip())
+        if match:
+            names.append(match.group(1).lower())
+    return names
+
+
+def debian_packages(spec: EnvSpec, read: Callable[[str], str], conda_map: CondaMap) -> list[str]:
+    """Debian packages standing in for the conda-only C libraries the spec's conda packages bring."""
+    found: dict[str, None] = {}
+    for name in conda_names(spec, read):
+        for package in conda_map.debian.get(name, ()):
+            found[package] = None
+    return list(found)
 
 
 def env_requirements(spec: EnvSpec, read: Callable[[str], str], conda_map: CondaMap) -> list[str]:
