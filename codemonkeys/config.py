@@ -213,6 +213,9 @@ class EnvironmentConfig(Section):
     spec_overrides: dict[str, dict[str, dict[str, Any]]] = {}
     spec_files: list[Path] = []
     test_timeout_s: float = Field(1800.0, gt=0)
+    # Grading's install step: "always" runs it as the harness does (pip without an index: sandboxes
+    # are offline); "auto" skips it when the patch touches nothing it builds (setup files, C/Cython).
+    grading_reinstall: Literal["always", "auto"] = "always"
 
 
 class BudgetConfig(Section):

@@ -154,7 +154,7 @@ async def test_pulled_image_runs_every_command_in_the_testbed_env(docker_client,
                 assert f"PREFIX={TESTBED_ENV}" in run.output and "ENV=testbed" in run.output
         async with factory.sandbox(built.ref) as sandbox:
             # Patch application and any shell command: the testbed env's tools come first.
-            result = await sandbox.exec(["sh", "-c", "command -v python pip; git --version"])
+            result = await sandbox.exec(["sh", "-c", "for c in python pip; do command -v $c; done; git --version"])
             assert f"{TESTBED_ENV}/bin/python" in result.output and f"{TESTBED_ENV}/bin/pip" in result.output
         # Grading: the eval script's test command prints the interpreter's prefix before the tests.
         spec = builder.registry.get(instance.repo, instance.version)

@@ -54,7 +54,7 @@ def test_eval_script_follows_the_official_order() -> None:
         "export A_VAR='it'\"'\"'s'",
         "export LANG=C.UTF-8",
         f"git -c core.fileMode=false diff {'a' * 40}",
-        "python -m pip install -e .",
+        "PIP_NO_INDEX=1 python -m pip install -e .",  # sandboxes are offline: no index to wait on
         f"git checkout {'a' * 40} tests/test_calc.py tests/data.json",
         "git apply -v - <<'EOF_114329324912'",
         f": '{START}'",
@@ -65,6 +65,20 @@ def test_eval_script_follows_the_official_order() -> None:
     assert positions == sorted(positions)
     assert lines[-1] == f"git checkout {'a' * 40} tests/test_calc.py tests/data.json"
     assert TEST_PATCH in script
+
+
+def test_install_step_is_skipped_only_when_asked_and_the_patch_builds_nothing() -> None:
+    from codemonkeys.env.grading import install_inputs_touched
+
+    code_only = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-a\n+b\n"
+    setup = code_only.replace("calc.py", "setup.py")
+    cython = code_only.replace("calc.py", "pkg/_speed.pyx")
+    assert install_inputs_touched(code_only) == []
+    assert install_inputs_touched(setup) == ["setup.py"] and install_inputs_touched(cython) == ["pkg/_speed.pyx"]
+    skipped = eval_script(_instance(), SPEC, patch=code_only, reinstall="auto")
+    assert "install step skipped" in skipped and "pip install -e ." not in skipped
+    for patch, mode in ((setup, "auto"), (cython, "auto"), (code_only, "always")):
+        assert "PIP_NO_INDEX=1 python -m pip install -e ." in eval_script(_instance(), SPEC, patch=patch, reinstall=mode)
 
 
 def test_django_directives_are_modules() -> None:

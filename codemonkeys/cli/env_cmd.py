@@ -69,7 +69,7 @@ def _grade(
         grade_instances(
             instances, patches, images=builder, factory=factory, registry=builder.registry,
             timeout_s=config.environment.test_timeout_s, output=output, force=force, on_result=on_result,
-            factory_for_cpus=cpu_factories(config.sandbox),
+            factory_for_cpus=cpu_factories(config.sandbox), reinstall=config.environment.grading_reinstall,
         )
     )
 

@@ -58,6 +58,7 @@ async def grade_patch(
     *,
     timeout_s: float,
     log_path: Path | None = None,
+    reinstall: str = "always",
 ) -> GradeReport:
     """Apply ``patch`` in a fresh sandbox, run the eval script, grade its output.
 
@@ -80,7 +81,7 @@ async def grade_patch(
                 instance.instance_id, "unresolved", f"patch does not apply: {str(exc)[:500]}", patch_applied=False,
                 setup_hunks_dropped=dropped.dropped,
             )
-        await sandbox.write_file(EVAL_SCRIPT, eval_script(instance, spec))
+        await sandbox.write_file(EVAL_SCRIPT, eval_script(instance, spec, patch=patch, reinstall=reinstall))
         started = time.monotonic()
         result = await sandbox.exec(
             ["bash", "-c", f"bash {EVAL_SCRIPT} > {EVAL_OUTPUT} 2>&1"], timeout_s=timeout_s
@@ -141,6 +142,7 @@ async def grade_instances(
     force: bool = False,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
     factory_for_cpus: FactoryForCpus | None = None,
+    reinstall: str = "always",
 ) -> dict[str, dict[str, Any]]:
     """Grade ``patches[instance_id]`` for each instance, one at a time (builds share 2 cores).
 
@@ -158,7 +160,8 @@ async def grade_instances(
             continue
         log_path = output.with_name(output.name + ".logs") / f"{instance.instance_id}.eval.log" if output else None
         entry = await _grade_one(
-            instance, patches.get(instance.instance_id), images, factory, registry, timeout_s, log_path, factory_for_cpus
+            instance, patches.get(instance.instance_id), images, factory, registry, timeout_s, log_path, factory_for_cpus,
+            reinstall,
         )
         report[instance.instance_id] = entry
         if output is not None:
@@ -177,6 +180,7 @@ async def _grade_one(
     timeout_s: float,
     log_path: Path | None,
     factory_for_cpus: FactoryForCpus | None = None,
+    reinstall: str = "always",
 ) -> dict[str, Any]:
     extra = {"repo": instance.repo, "version": instance.version}
     if patch is None:
@@ -193,7 +197,9 @@ async def _grade_one(
         spec = registry.get(instance.repo, instance.version)
         if spec.nano_cpus and factory_for_cpus is not None:
             factory = factory_for_cpus(spec.nano_cpus / 1e9)
-        graded = await grade_patch(factory, built.ref, instance, spec, patch, timeout_s=timeout_s, log_path=log_path)
+        graded = await grade_patch(
+            factory, built.ref, instance, spec, patch, timeout_s=timeout_s, log_path=log_path, reinstall=reinstall
+        )
     except Exception as exc:  # noqa: BLE001 - the instance boundary
         return _error(instance, "grading failed", exc, build_s, extra)
     entry = graded.as_dict()
