@@ -206,7 +206,9 @@ def register(app: typer.Typer) -> None:
                         Console(stderr=True).print(f"kept {tag}: {exc.explanation or exc}", highlight=False)
                         continue
                     removed.append(tag)
-        rows = [{"tag": ", ".join(i.image.tags), "kind": i.kind, "bytes": i.image.unique_size, "reason": i.reason} for i in plan.remove]
+        rows: list[dict[str, Any]] = [
+            {"tag": ", ".join(i.image.tags), "kind": i.kind, "bytes": i.image.unique_size, "reason": i.reason} for i in plan.remove
+        ]
         if as_json:
             print(json.dumps({"remove": rows, "removed": removed, "kept": plan.keep, "freed_bytes": plan.freed_bytes}, indent=2))
             return
