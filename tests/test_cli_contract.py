@@ -339,3 +339,33 @@ def test_hub_warnings_reach_the_terminal_once(capsys: pytest.CaptureFixture[str]
         root.removeHandler(ours)
     assert capsys.readouterr().err.count("Retrying in 1s") == 1
     assert hub.propagate  # restored
+
+
+@pytest.fixture(scope="module")
+def older_typer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """typer 0.12 over the separate ``click`` 8.1 package (a fresh install gets typer 0.29 with click bundled)."""
+    target = tmp_path_factory.mktemp("older-typer")
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), "typer==0.12.5", "click==8.1.7"],
+        capture_output=True, text=True, timeout=300,
+    )
+    if installed.returncode != 0:
+        pytest.skip(f"cannot install typer 0.12 / click 8.1: {installed.stderr.strip()[-200:]}")
+    return target
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("run", "example"), "Missing option '--run-dir'"),
+        (("run", "example", "--run-dir", "x", "--bogus"), "No such option: --bogus"),
+        (("nosuchcommand",), "No such command 'nosuchcommand'"),
+    ],
+)
+def test_usage_errors_are_one_line_under_an_older_typer_and_click(older_typer: Path, args: tuple[str, ...], needle: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(older_typer), str(ROOT)])}
+    probe = subprocess.run([sys.executable, "-c", "import typer, click; print(typer.__version__, click.__version__)"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert probe.stdout.split() == ["0.12.5", "8.1.7"]
+    result = subprocess.run([sys.executable, "-m", "codemonkeys", *args], capture_output=True, text=True, env=env, timeout=120)
+    assert_user_error(result, needle)

@@ -73,7 +73,8 @@ def _error_line(message: str) -> None:
 
 
 def _click_names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__ if "click" in cls.__module__}
+    mro = type(exc).__mro__
+    return {cls.__name__ for cls in mro if "click" in cls.__module__ or cls.__module__.startswith("typer")}
 
 
 def _click_outcome(exc: BaseException) -> int | None:
