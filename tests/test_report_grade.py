@@ -56,7 +56,7 @@ def grader(shapes) -> Counting:  # type: ignore[no-untyped-def]
     return Counting(EnvironmentGrader(factory, FixedEnvironment(ref), SpecRegistry.default(SPECS), 120))
 
 
-def test_grade_then_candidates_then_nothing_twice(stored_run, grader: Counting, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_grade_then_candidates_then_nothing_twice(stored_run, grader: Counting, tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     run_dir, ids = stored_run
     console = Console(stderr=True)
     with RunStore.open_read_only(run_dir) as store:
@@ -70,9 +70,19 @@ def test_grade_then_candidates_then_nothing_twice(stored_run, grader: Counting, 
     assert (tally.graded, tally.cached) == (len(every) - len(selected), len(selected))
     assert len(grader.calls) == len(every) == len(set(grader.calls))  # every distinct patch graded once
 
-    # The second --grade --candidates executes nothing.
-    tally = grade_stored_run(run_dir, candidates=True, console=console, grader=grader)
-    assert (tally.graded, tally.cached) == (0, len(every)) and len(grader.calls) == len(every)
+    # The second --grade --candidates executes nothing (through the command, with the run's own config).
+    configs = []
+
+    def run_grader(config, console):  # type: ignore[no-untyped-def]
+        configs.append(config)
+        return grader
+
+    monkeypatch.setattr("codemonkeys.cli.grade_run.environment_grader", run_grader)
+    capsys.readouterr()
+    assert cli(["report", str(run_dir), "--grade", "--candidates", "--json", str(tmp_path / "again.json")]) == 0
+    assert len(grader.calls) == len(every)
+    assert f"graded 0 patch(es), {len(every)} already graded" in capsys.readouterr().err
+    assert configs[0].generation.trajectories == 4 and "local/shapes" in configs[0].environment.spec_overrides
 
     with RunStore.open_read_only(run_dir) as store:
         grades = stored_grades(store)
