@@ -152,3 +152,13 @@ def test_log_parser_lookup() -> None:
         log_parser("acme/calc", EnvSpec(python="3.11", test_cmd="pytest"))
     with pytest.raises(DataError, match="unknown log parser"):
         log_parser("acme/calc", EnvSpec(python="3.11", test_cmd="pytest", log_parser="nope"))
+
+
+def test_matplotlib_image_comparison_failures_name_freetype() -> None:
+    from codemonkeys.env.grading import freetype_cause
+
+    failed = ["lib/matplotlib/tests/test_axes.py::test_hist[png]", "lib/matplotlib/tests/test_text.py::test_font_styles[pdf]",
+              "lib/matplotlib/tests/test_axes.py::test_formatter"]
+    assert "FreeType 2.6.1" in (freetype_cause("matplotlib/matplotlib", failed) or "")
+    assert freetype_cause("matplotlib/matplotlib", failed[2:]) is None  # not image comparisons
+    assert freetype_cause("astropy/astropy", failed) is None

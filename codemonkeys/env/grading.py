@@ -183,6 +183,23 @@ def needs_network(output: str) -> bool:
     return bool(_NETWORK_SIGNS.search(output))
 
 
+# matplotlib renders its baseline test images with FreeType 2.6.1; another FreeType changes text pixels.
+_IMAGE_TEST = re.compile(r"\[(png|pdf|svg|eps)\]|image_comparison|test_.*image|baseline")
+
+
+def freetype_cause(repo: str, failed: list[str]) -> str | None:
+    """The known cause when matplotlib's failures are mostly image comparisons (FreeType is not 2.6.1 here)."""
+    if repo != "matplotlib/matplotlib" or not failed:
+        return None
+    images = sum(1 for name in failed if _IMAGE_TEST.search(name))
+    if images * 2 < len(failed):
+        return None
+    return (
+        f"{images} of {len(failed)} failing tests are image comparisons: matplotlib's baseline images need "
+        "FreeType 2.6.1, and this environment's matplotlib is built against Debian's FreeType (no 2.6.1 source here)"
+    )
+
+
 def report_from_output(instance: Instance, spec: EnvSpec, output: str, *, test_s: float | None = None) -> GradeReport:
     """Grade an eval log: resolved, unresolved (tests fail, or no results), with the cause."""
     status_map = parse_test_output(output, instance.repo, spec)
@@ -202,4 +219,7 @@ def report_from_output(instance: Instance, spec: EnvSpec, output: str, *, test_s
     network = needs_network(output.split(start, 1)[1].split(end, 1)[0])  # the tests' own output, not the install's
     if network:
         cause += "; the output shows network errors (tests need the internet?)"
+    freetype = freetype_cause(instance.repo, [*f2p["failure"], *p2p["failure"]])
+    if freetype:
+        cause += "; " + freetype
     return GradeReport(instance.instance_id, "unresolved", cause, tests=tests, test_s=test_s, needs_network=network)
