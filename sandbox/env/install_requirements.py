@@ -6,7 +6,10 @@ newer syntax here). Resolution goes through ``uv pip`` with
 (Sphinx 3.x breaks with docutils >= 0.18, which came later). Exact pins
 (``name==x.y``) are exempt from the cut-off, because swebench's specs pin
 versions newer than some environment commits. When the cut-off makes a set
-unsatisfiable, it is moved later step by step, then dropped. When a set fails
+unsatisfiable, it is moved later step by step, then dropped. The versions
+resolved as of the date are then installed with no cut-off, so a wheel of the
+same version uploaded later is preferred over a source build; packages still
+built from source are listed in ``SOURCE_BUILDS``. When a set fails
 to build, its requirements are installed one at a time and the failures are
 listed in ``FAILED_LOG`` instead of sinking the rest.
 
@@ -79,7 +82,10 @@ def install_set(lines, python, dates, extra_index, reinstall=False):
     handle.close()
     try:
         for cutoff in dates:
+            if cutoff and later_wheels(handle.name, python, cutoff, lines, extra_index, reinstall):
+                return True, False
             code, output = uv(["install", "-r", handle.name], python, cutoff, pinned_names(lines), extra_index, reinstall)
+            note_source_builds(output)
             if code == 0:
                 return True, False
             if not any(marker in output for marker in UNSATISFIABLE):
@@ -87,6 +93,46 @@ def install_set(lines, python, dates, extra_index, reinstall=False):
         return False, False
     finally:
         os.unlink(handle.name)
+
+
+def later_wheels(path, python, cutoff, lines, extra_index, reinstall):
+    """Resolve as of the cut-off, then install those exact versions with no cut-off.
+
+    Same versions, so the same code; but a wheel of a version uploaded after
+    the cut-off (old releases often got wheels for newer Pythons later) is now
+    eligible, and uv prefers it to building the sdist. False: not done (the
+    caller installs as of the cut-off, as before).
+    """
+    pins = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+    pins.close()
+    try:
+        code, output = uv(["compile", path, "-o", pins.name, "--no-header", "--no-annotate", "--quiet"],
+                          python, cutoff, pinned_names(lines), extra_index)
+        if code != 0:
+            return False
+        code, output = uv(["install", "-r", pins.name], python, None, [], extra_index, reinstall)
+        note_source_builds(output)
+        return code == 0
+    finally:
+        os.unlink(pins.name)
+
+
+SOURCE_BUILDS = "/opt/codemonkeys/source-builds.txt"
+BUILT = re.compile(r"^\s*Built (\S+)", re.M)
+
+
+def note_source_builds(output):
+    """Record the packages built from source (slow on 2 cores), one per line in SOURCE_BUILDS."""
+    built = BUILT.findall(output)
+    if not built:
+        return
+    directory = os.path.dirname(SOURCE_BUILDS)
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    with open(SOURCE_BUILDS, "a") as handle:
+        for name in built:
+            handle.write(name + "\n")
+    log("built from source: " + ", ".join(built))
 
 
 def record_failures(failed):
