@@ -10,7 +10,10 @@ largest prompt of each stage against the window (the server's own token
 counts). The server's exchanges are saved in the run directory
 (``server_exchanges.jsonl``) so ``--report-only`` reprints the tables.
 
-    python bench/real_model.py [--run-dir DIR] [--report-only] [--json]
+    python bench/real_model.py [--variant a|b] [--run-dir DIR] [--report-only] [--json]
+
+``--variant b`` runs the test's second way instead: oracle context and
+testing, editing and selection on the model with a window the turns outgrow.
 """
 
 from __future__ import annotations
@@ -29,28 +32,34 @@ from rich.table import Table
 from codemonkeys.store import RunStore
 from codemonkeys.testing.local_llm import (
     EVERY_STAGE_CTX,
+    SMALL_SERVED_CTX,
     LlamaServer,
     RecordingProxy,
     every_stage_overrides,
     find_model,
     run_example,
     server_python,
+    small_window_overrides,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCHANGES = "server_exchanges.jsonl"
+# (served n_ctx, overrides) of each variant; (b) is oracle context and testing on a small window.
+VARIANTS = {"a": (EVERY_STAGE_CTX, every_stage_overrides), "b": (SMALL_SERVED_CTX, small_window_overrides)}
 
 
-def run(run_dir: Path) -> int:
+def run(run_dir: Path, variant: str) -> int:
     python = server_python(ROOT)
     if python is None:
         sys.exit("no .venv-llm: run scripts/setup_llm_server.sh first")
     log = run_dir.parent / "llama-server.log"
-    with LlamaServer(python, find_model(python), EVERY_STAGE_CTX, log_path=log) as server:
+    served, overrides = VARIANTS[variant]
+    with LlamaServer(python, find_model(python), served, log_path=log) as server:
         with RecordingProxy(server.port) as proxy:
-            done = run_example(Path(sys.executable).parent / "codemonkeys", run_dir, every_stage_overrides(proxy.base_url))
+            done = run_example(Path(sys.executable).parent / "codemonkeys", run_dir, overrides(proxy.base_url))
             exchanges = proxy.completions()
     with (run_dir / EXCHANGES).open("w") as out:
+        out.write(json.dumps({"served_ctx": served}) + "\n")
         for e in exchanges:
             record = {"status": e.status, "max_tokens": (e.request or {}).get("max_tokens"), "usage": e.usage}
             out.write(json.dumps(record) + "\n")
@@ -58,7 +67,8 @@ def run(run_dir: Path) -> int:
 
 
 def tables(run_dir: Path, exit_code: int | None) -> dict[str, Any]:
-    served = [json.loads(line) for line in (run_dir / EXCHANGES).read_text().splitlines()]
+    header, *served = [json.loads(line) for line in (run_dir / EXCHANGES).read_text().splitlines()]
+    served_ctx = header["served_ctx"]
     with RunStore.open_existing(run_dir) as store:
         calls = store.calls()
         (state,) = store.instance_states()
@@ -82,7 +92,7 @@ def tables(run_dir: Path, exit_code: int | None) -> dict[str, Any]:
     configured = {w["stage"]: w["tokens"] for w in windows}
     for stage, entry in largest.items():
         entry["configured_window"] = configured.get(stage) or 0
-        entry["served_window"] = EVERY_STAGE_CTX
+        entry["served_window"] = served_ctx
     failures: collections.Counter[tuple[str, str, str]] = collections.Counter()
     if state["status"] == "failed":
         failures[("instance", state["stage"], state["failure_kind"] or "?")] += 1
@@ -98,6 +108,7 @@ def tables(run_dir: Path, exit_code: int | None) -> dict[str, Any]:
     answered = [s for s in served if s["status"] == 200 and s["usage"]]
     return {
         "exit_code": exit_code,
+        "served_ctx": served_ctx,
         "instance": {k: state[k] for k in ("stage", "status", "failure_kind", "failure")},
         "server_requests": len(served),
         "server_prompt_tokens": sum(s["usage"]["prompt_tokens"] for s in answered),
@@ -136,7 +147,7 @@ def show(report: dict[str, Any]) -> None:
         largest.add_row(stage, str(row["prompt_tokens"]), str(row["configured_window"]), str(row["served_window"]))
     console.print(largest)
     console.print(f"largest prompt + max_tokens the server received: {report['server_largest_prompt_plus_max_tokens']}"
-                  f" (served n_ctx {EVERY_STAGE_CTX})")
+                  f" (served n_ctx {report['served_ctx']})")
     instance = report["instance"]
     console.print(
         f"exit code {report['exit_code'] if report['exit_code'] is not None else '(not run now)'}; instance {instance['status']} in {instance['stage']} "
@@ -150,11 +161,13 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, help="where the run goes (default: a new temporary directory)")
     parser.add_argument("--report-only", action="store_true", help="reprint the tables of an earlier --run-dir")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="a",
+                        help="a: every stage on the model (default); b: oracle context and testing, small window")
     args = parser.parse_args()
     if args.report_only and args.run_dir is None:
         parser.error("--report-only needs --run-dir")
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="real-model-")) / "run"
-    exit_code = None if args.report_only else run(run_dir)
+    exit_code = None if args.report_only else run(run_dir, args.variant)
     report = tables(run_dir, exit_code)
     if args.json:
         print(json.dumps(report, indent=2))

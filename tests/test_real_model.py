@@ -35,6 +35,8 @@ from codemonkeys.store.records import CallRecord
 from codemonkeys.testing.local_llm import (
     EVERY_STAGE_CTX,
     LLM_VENV,
+    SMALL_SERVED_CTX,
+    SMALL_WINDOW,
     Exchange,
     LlamaServer,
     RecordingProxy,
@@ -42,20 +44,14 @@ from codemonkeys.testing.local_llm import (
     find_model,
     run_example,
     server_python,
-    stage_overrides,
+    small_window_overrides,
 )
 
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCE = "codemonkeys-examples__humansize-1"
-# (b): the served window, and the one given to the run. Our token counts are cl100k's, and
-# SmolLM2's tokenizer needs more tokens for the same text, so the configured window keeps a
-# margin below the served one (the README says so for any self-hosted model).
-# Measured on the editing prompts: SmolLM2 needs 15-25% more tokens than cl100k.
-B_SERVED_CTX = 4608
-B_WINDOW = 3600
-B_OUTPUT = 256
+B_SERVED_CTX, B_WINDOW = SMALL_SERVED_CTX, SMALL_WINDOW
 
 
 class ServerPool:
@@ -125,19 +121,6 @@ def start_run(pool: ServerPool, run_dir: Path, served_ctx: int, overrides_for: o
     return Run(run_dir, overrides, served_ctx, done.returncode, done.stdout + done.stderr, proxy.exchanges[before:])
 
 
-def small_window(base_url: str) -> list[str]:
-    return [
-        "models.relevance.model=oracle",
-        "models.ranking.model=oracle",
-        "models.testing.model=oracle",
-        *stage_overrides(base_url, ("editing", "selection"), window=B_WINDOW, max_output_tokens=B_OUTPUT),
-        "generation.trajectories=2",
-        "generation.max_iterations=8",
-        # Room for the packed file now; the turns that follow must outgrow the window.
-        "context.turn_reserve_tokens=50",
-    ]
-
-
 @pytest.fixture(scope="module")
 def run_a(llama: ServerPool, tmp_path_factory: pytest.TempPathFactory) -> Run:
     return start_run(llama, tmp_path_factory.mktemp("a") / "run", EVERY_STAGE_CTX, every_stage_overrides)
@@ -155,7 +138,7 @@ def rerun_b(run_b: Run, llama: ServerPool) -> Rerun:
 
 @pytest.fixture(scope="module")
 def run_b(llama: ServerPool, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return start_run(llama, tmp_path_factory.mktemp("b") / "run", B_SERVED_CTX, small_window)
+    return start_run(llama, tmp_path_factory.mktemp("b") / "run", B_SERVED_CTX, small_window_overrides)
 
 
 # --- what must hold with any model ------------------------------------------------------
