@@ -45,3 +45,39 @@ def usd(amount: float) -> str:
     if amount < 1000:
         return f"{amount:.2f}"
     return f"{amount:,.0f}"
+
+
+def fitted_table(
+    title: str,
+    headers: tuple[str, ...],
+    rows: list[list[str]],
+    *,
+    width: int,
+    numeric: frozenset[str] = frozenset(),
+    flexible: str | None = None,
+    caption: str | None = None,
+) -> Table:
+    """A table whose columns are sized to their longest word, ``flexible`` (default: the first) taking the rest.
+
+    Rich shrinks every wrappable column alike, which folds ids mid-word; sizing
+    here wraps text between words and folds only the flexible column, if anything.
+    """
+    flexible = flexible or headers[0]
+
+    def longest(i: int) -> int:
+        texts = [headers[i], *(row[i] for row in rows)]
+        return max((len(word) for text in texts for line in text.splitlines() for word in line.split()), default=1)
+
+    sizes = {header: longest(i) for i, header in enumerate(headers)}
+    longest_flexible = max((len(row[headers.index(flexible)]) for row in rows), default=len(flexible))
+    others = sum(size for header, size in sizes.items() if header != flexible)
+    sizes[flexible] = max(sizes[flexible], min(longest_flexible, width - others - len(headers)))
+    table = compact_table(title, caption=caption)
+    for header in headers:
+        table.add_column(
+            header, width=sizes[header], justify="right" if header in numeric else "left",
+            overflow="fold", no_wrap=header in numeric,
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table

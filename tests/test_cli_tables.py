@@ -104,3 +104,15 @@ def test_ensemble_report_at_80_columns(narrow: None, capsys: pytest.CaptureFixtu
     assert _row(lines, "astropy__astropy-12907")[:7] == ["astropy__astropy-12907", "4", "4", "1", "2", "3", "4"]
     header = _row(lines, "instance")
     assert header == ["instance", "cands", "dist", "resolved", "by", "p(rand)", "selected"]
+
+
+def test_selection_report_at_80_columns(tmp_path: Path, narrow: None, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    with RunStore.open(run) as store:
+        for iid in ("django__django-11099", "sympy__sympy-20590"):
+            for n in range(3):
+                store.add_candidate(f"{iid}/editing/{n}", iid, "generation", f"diff {n}\n", f"h{n}", {})
+    main(["select", str(run), "--report"])
+    lines = _lines(capsys.readouterr().out)
+    assert _row(lines, "instance") == ["instance", "cands", "dist", "tests", "counted", "votes", "method", "selected"]
+    assert _row(lines, "django__django-11099")[-2:] == ["selection", "editing/1"]  # "selection trajectory" wraps at the space

@@ -17,14 +17,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from ..ensemble.load import Labels, LabelStatus, load_labels
 from ..errors import UserError
 from ..selection import group_candidates, stored_candidates, usable_candidates
 from ..store import RunStore
 from .common import load_cli_config
-from .selecting import DATASET_HELP, command_instances, finish, progress_line
+from ..tables import fitted_table
+from .selecting import DATASET_HELP, command_instances, finish, progress_line, short_candidate
 
 DATASET_HELP = "SWE-bench JSONL/JSON/parquet file or hub name (default: the instances the run registered)."
 
@@ -71,17 +71,20 @@ def report_selection(store: RunStore, labels: Labels | None, as_json: bool) -> N
     if as_json:
         typer.echo(json.dumps({"instances": rows, "total": totals}, indent=2))
         return
-    table = Table(title="Selections")
-    columns = ["instance", "candidates", "distinct", "tests", "counted", "top votes", "method", "selected"]
-    for column in columns + (["status"] if labels else []):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
+    headers = ("instance", "cands", "dist", "tests", "counted", "votes", "method", "selected", *(("status",) if labels else ()))
+    cells = [
+        [
             r["instance_id"], str(r["candidates"]), str(r["distinct"]), str(r["tests"]), str(r["counted_tests"]),
-            "-" if r["top_votes"] is None else str(r["top_votes"]), r["method"] or "-", r["selected"] or "-",
-            *([r["status"] or "-"] if labels else []),
-        )
+            "-" if r["top_votes"] is None else str(r["top_votes"]), (r["method"] or "-").replace("_", " "),
+            short_candidate(r["selected"], r["instance_id"]), *([str(r["status"] or "-")] if labels else []),
+        ]
+        for r in rows
+    ]
     console = Console()
+    table = fitted_table(
+        "Selections", headers, cells, width=console.width, numeric=frozenset(headers[1:6]),
+        caption="counted: tests that voted; votes: the top candidate's",
+    )
     console.print(table)
     line = (
         f"{totals['instances']} instances, {totals['candidates']} candidates ({totals['distinct']} distinct), "

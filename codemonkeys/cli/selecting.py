@@ -16,6 +16,7 @@ from rich.table import Table
 from ..pipeline.selecting import InstanceResult, stored_instances
 from ..store import RunStore
 from ..swebench.instances import Instance
+from ..tables import fitted_table
 
 DATASET_HELP = "SWE-bench JSONL/JSON/parquet file or hub name (default: the instances the run registered)."
 
@@ -30,22 +31,25 @@ def command_instances(run_dir: Path, dataset: str | None, ids: list[str], split:
         return stored_instances(store, ids)
 
 
-def outcome_table(results: Sequence[InstanceResult]) -> Table:
-    table = Table(title="Selection")
-    for column in ("instance", "method", "selected", "votes", "distinct", "tests", "cells run", "note"):
-        table.add_column(column, justify="right" if column in ("votes", "distinct", "tests", "cells run") else "left")
+def outcome_table(results: Sequence[InstanceResult], width: int = 80) -> Table:
+    """One row per instance; ids stay whole and the note wraps in what is left of ``width``."""
+    cells = []
     for r in results:
         o = r.outcome
         if o is None:
-            table.add_row(r.instance_id, "[red]failed", "", "", "", "", "", f"{r.failure_kind}: {(r.failure or '')[:80]}")
+            cells.append([r.instance_id, "failed", "-", "", "", "", "", f"{r.failure_kind}: {(r.failure or '')[:80]}"])
             continue
         votes = str(o.top[0].votes) if o.top and o.matrix is not None else "-"
         tests = "-" if o.matrix is None else str(len(o.matrix.tests))
-        table.add_row(
-            r.instance_id, o.method, o.candidate_id or "-", votes, str(len(o.ranking)), tests, str(r.executed),
-            (o.reason or "")[:80],
-        )
-    return table
+        cells.append([
+            r.instance_id, o.method.replace("_", " "), short_candidate(o.candidate_id, r.instance_id), votes,
+            str(len(o.ranking)), tests, str(r.executed), (o.reason or "")[:80],
+        ])
+    headers = ("instance", "method", "selected", "votes", "dist", "tests", "cells", "note")
+    return fitted_table(
+        "Selection", headers, cells, width=width, numeric=frozenset(headers[3:7]), flexible="note",
+        caption="selected: the candidate within its instance; cells: tests run now",
+    )
 
 
 def progress_line(console: Console) -> Callable[[InstanceResult], None]:
@@ -66,6 +70,14 @@ def finish(results: list[InstanceResult], as_json: bool) -> None:
             for r in results
         ], indent=2))
     else:
-        Console().print(outcome_table(results))
+        console = Console()
+        console.print(outcome_table(results, console.width))
     if any(r.outcome is None for r in results):
         raise typer.Exit(1)
+
+
+def short_candidate(candidate_id: str | None, instance_id: str) -> str:
+    """``django__django-1/generation/3`` as ``generation/3``: the instance is in its own column."""
+    if not candidate_id:
+        return "-"
+    return candidate_id.removeprefix(f"{instance_id}/")
