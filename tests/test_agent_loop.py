@@ -337,3 +337,37 @@ async def test_a_long_changed_file_is_shown_as_its_changed_regions(run_store: Ru
     after_wrong = last_user(model, 1)
     assert '<file path="shapes.py" lines="1-' in after_wrong and "    return width + height\n" in after_wrong
     assert "def helper_149" not in after_wrong  # far from the change
+
+
+def _counted(request: ChatRequest) -> int:
+    return count_tokens(request.system or "", "scripted:x") + count_tokens(
+        "\n".join(m.content for m in request.messages), "scripted:x"
+    )
+
+
+@pytest.mark.parametrize("server_ratio", [1.0, 3.0])
+async def test_the_window_check_calibrates_on_the_servers_own_prompt_count(
+    run_store: RunStore, server_ratio: float
+) -> None:
+    """A server whose tokenizer counts more than ours (usage says by how much) is not overrun."""
+    from codemonkeys.llm.types import Usage
+
+    answers = iter([WRONG, RIGHT_AFTER_WRONG, "<done/>"])
+
+    def reply(request: ChatRequest) -> ChatResponse:
+        billed = int(_counted(request) * server_ratio)
+        return ChatResponse(text=next(answers), usage=Usage(input_tokens=billed, output_tokens=10))
+
+    files = {"shapes.py": BIG}
+    sizing = ScriptedModel([WRONG, RIGHT_AFTER_WRONG, "<done/>"], name="scripted:x")
+    await run_editing(deps(run_store, gateway(sizing, run_store), files=files), fresh_editing(answer_test(), index=7))
+    largest = max(_counted(call.request) for call in sizing.calls)
+    window = largest + 256 + 16  # every request fits by our own count
+    model = ScriptedModel(reply, name="scripted:x")
+    d = deps(run_store, gateway(model, run_store), files=files, window=window, max_tokens=256)
+    state = await run_editing(d, fresh_editing(answer_test(), index=8))
+    if server_ratio == 1.0:
+        assert state.status == "done" and len(model.calls) == 3
+    else:  # after the first answer the check knows the server counts 3x: the second call is not sent
+        assert state.status == "context_limit" and len(model.calls) == 1
+        assert state.token_ratio == pytest.approx(3.0, rel=0.01)

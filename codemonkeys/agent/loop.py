@@ -23,6 +23,7 @@ byte-identical and the response cache answers it.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
@@ -30,7 +31,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 from ..config import ModelSettings
 from ..errors import ContextLimitReached, ParseError, TurnLimitReached
 from ..llm.tokens import count_tokens
-from ..llm.types import CallTag, ChatRequest, ChatService, Message
+from ..llm.types import CallTag, ChatRequest, ChatService, Message, Usage
 from .state import AgentState, ChatTurn, TrajectoryStore, save
 
 S = TypeVar("S", bound=AgentState)
@@ -92,6 +93,18 @@ class LoopDeps:
     warm: asyncio.Event | None = None
 
 
+def calibrated_ratio(ratio: float, counted: int, usage: Usage) -> float:
+    """The larger of ``ratio`` and what the server billed per token we counted.
+
+    Estimated usage (a server that reported none) carries no information, and the
+    ratio never drops below what was seen, so the check stays on the safe side.
+    """
+    if usage.estimated or counted <= 0:
+        return ratio
+    billed = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    return max(ratio, billed / counted)
+
+
 class Agent(Generic[S, A]):
     """Runs one trajectory to its end under one configuration."""
 
@@ -142,12 +155,14 @@ class Agent(Generic[S, A]):
         warm = self.deps.warm
         if warm is not None and state.index > 0 and state.calls == 0:
             await warm.wait()
+        counted = self.prompt_tokens(state)
         try:
             tag = CallTag(stage=state.kind, instance_id=state.instance_id, trajectory=state.trajectory_id)
             response = await self.deps.chat.complete(request, tag)
         finally:
             if warm is not None and state.index == 0:
                 warm.set()
+        state.token_ratio = calibrated_ratio(state.token_ratio, counted, response.usage)
         state.calls += 1
         state.messages.append(ChatTurn(role="assistant", content=response.text))
         return response.text
@@ -177,7 +192,7 @@ class Agent(Generic[S, A]):
         window = self.deps.model.context_window
         if window is None:
             return
-        prompt = self.prompt_tokens(state)
+        prompt = math.ceil(self.prompt_tokens(state) * state.token_ratio)
         if prompt + request.max_tokens > window:
             raise ContextLimitReached(
                 f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) exceeds the "

@@ -37,6 +37,10 @@ class AgentState(BaseModel):
     messages: list[ChatTurn] = []
     calls: int = 0
     parse_errors: int = 0
+    # Server tokens per counted token, the largest seen so far: our offline counter
+    # (cl100k) undercounts models with other tokenizers, and the server's own usage
+    # tells by how much, so the window check calibrates itself from the first answer.
+    token_ratio: float = 1.0
     status: Status = "running"
     failure_kind: str | None = None
     failure: str | None = None

@@ -134,7 +134,8 @@ async def generate(
             continue
         patch = normalize_patch(draft_diff(state)) if state.draft else ""
         if not patch.strip():
-            result.failures[state.trajectory_id] = "model: the trajectory ended without a change to the code"
+            how = "by the context window" if state.status == "context_limit" else f"({state.status})"
+            result.failures[state.trajectory_id] = f"model: the trajectory ended {how} without a change to the code"
             continue
         candidate = GeneratedCandidate(
             candidate_id(inputs.instance_id, state.index), inputs.instance_id, state.index, patch, state.test or "", state.status
