@@ -319,6 +319,12 @@ def test_a_run_whose_instance_fails_exits_1(workdir: Path) -> None:
     assert "Traceback" not in result.stderr and "0 of 1 instance(s) done" in result.stderr
     status = cli("status", str(run), "--json")
     assert status.returncode == 0 and '"status": "failed"' in status.stdout
+    # A rerun leaves the model-failed instance alone, and still says the run has a failure.
+    again = cli("run", "example", "--dataset", "example", "--run-dir", str(run), *ORACLES,
+                "models.relevance.model=anthropic:nonsense", "providers.anthropic.base_url=http://127.0.0.1:9/",
+                f"environment.cache_dir={workdir / 'cache'}", env={"ANTHROPIC_API_KEY": "test-key"})
+    assert again.returncode == 1, again.stderr
+    assert "failed before and are left alone" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_hub_warnings_reach_the_terminal_once(capsys: pytest.CaptureFixture[str]) -> None:

@@ -234,11 +234,6 @@ def check_rerun_calls_nothing(run: Run, again: Rerun) -> None:
     assert again.done.returncode in (0, 1), again.done.stdout + again.done.stderr
 
 
-RERUN_EXIT_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="cli: a rerun of a run whose instance failed exits 0 (run_cmd._finish counts only the "
-    "instances run this time, not the ones left alone as failed before)",
-)
 
 
 def check_rerun_exit_code(run: Run, again: Rerun) -> None:
@@ -278,7 +273,6 @@ def test_a_rerun_calls_nothing(run_a: Run, rerun_a: Rerun) -> None:
     check_rerun_calls_nothing(run_a, rerun_a)
 
 
-@RERUN_EXIT_XFAIL
 def test_a_rerun_exit_code(run_a: Run, rerun_a: Rerun) -> None:
     check_rerun_exit_code(run_a, rerun_a)
 
@@ -320,7 +314,6 @@ def test_b_rerun_calls_nothing(run_b: Run, rerun_b: Rerun) -> None:
     check_rerun_calls_nothing(run_b, rerun_b)
 
 
-@RERUN_EXIT_XFAIL
 def test_b_rerun_exit_code(run_b: Run, rerun_b: Rerun) -> None:
     check_rerun_exit_code(run_b, rerun_b)
 

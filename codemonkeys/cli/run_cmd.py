@@ -232,25 +232,31 @@ def _run(
         with RunStore.open(run_dir) as store:
             with LiveView(store, cfg, console) as view:
                 statuses = run_instances_ray(cfg, run_dir, chosen.run, os.environ, events=events, stop_after=stop_after)
-            _finish(store, cfg, run_dir, statuses, stop_after=stop_after, allow_oracle=allow_oracle, console=console)
+            _finish(store, cfg, run_dir, statuses, stop_after=stop_after, allow_oracle=allow_oracle, console=console,
+                    failed_before=len(chosen.failed))
         return
     with open_services(cfg, run_dir, instances, os.environ, events=events) as services:
         with LiveView(services.store, cfg, console) as view:
             statuses = asyncio.run(run_instances(services, chosen.run, stop_after=stop_after))
-        _finish(services.store, cfg, run_dir, statuses, stop_after=stop_after, allow_oracle=allow_oracle, console=console)
+        _finish(services.store, cfg, run_dir, statuses, stop_after=stop_after, allow_oracle=allow_oracle, console=console,
+                failed_before=len(chosen.failed))
 
 
 def _finish(
     store: RunStore, cfg: Config, run_dir: Path, statuses: dict[str, str], *, stop_after: str, allow_oracle: bool,
-    console: Console,
+    console: Console, failed_before: int = 0,
 ) -> None:
-    """Export the predictions and say how the run went; exit 1 when an instance is not done."""
+    """Export the predictions and say how the run went; exit 1 when an instance is not done.
+
+    Instances that failed in an earlier invocation and were left alone count too: a rerun of
+    a run with a failed instance exits 1, as the first invocation did.
+    """
     from ..export import export_predictions, oracle_stages
 
     if stop_after != "selection":
         done = sum(1 for status in statuses.values() if status == "done")
         console.print(f"{done} of {len(statuses)} instance(s) have candidates; `codemonkeys select {run_dir}` votes and selects")
-        if done < len(statuses):
+        if done < len(statuses) or failed_before:
             raise typer.Exit(1)
         return
     oracle_run = bool(oracle_stages(store))
@@ -265,5 +271,5 @@ def _finish(
         console.print(f"wrote {len(written)} prediction(s) to {output}{label}", highlight=False)
     done = sum(1 for status in statuses.values() if status == "done")
     console.print(f"{done} of {len(statuses)} instance(s) done this time; `codemonkeys status {run_dir}` shows all")
-    if any(status != "done" for status in statuses.values()):
+    if failed_before or any(status != "done" for status in statuses.values()):
         raise typer.Exit(1)
