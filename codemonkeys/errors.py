@@ -71,9 +71,12 @@ class InfraError(CodeMonkeysError):
 class ProviderError(InfraError):
     """An LLM API call failed after the SDK's retries were used up."""
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, maybe_billed: bool = False) -> None:
         super().__init__(message)
         self.status_code = status_code
+        # The request reached the provider and its answer was lost (a timeout, a dropped
+        # connection): it may have been billed, so the books keep its worst case.
+        self.maybe_billed = maybe_billed
 
 
 class SandboxError(InfraError):

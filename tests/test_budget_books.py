@@ -150,3 +150,42 @@ class _never:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.parametrize("provider", [0, 1], ids=["anthropic", "openai"])
+async def test_a_call_that_timed_out_is_booked_at_its_worst_case(tmp_path: Path, provider: int) -> None:
+    """The provider got the request and its answer was lost: it may have billed it, so never $0."""
+    from codemonkeys.errors import ProviderError
+
+    request = _request(SOURCES[0])
+    with FakeLLMServer() as server, RunStore.open(tmp_path / "run") as store:
+        model: AnthropicModel | OpenAIModel
+        if provider == 0:
+            settings = ProviderSettings(base_url=server.anthropic_base_url, max_retries=0, timeout_s=0.3)
+            model = AnthropicModel(parse_model_string("anthropic:claude-test"), settings, "k")
+        else:
+            settings = ProviderSettings(base_url=server.openai_base_url, max_retries=0, timeout_s=0.3)
+            model = OpenAIModel(parse_model_string("openai:gpt-test"), settings, "k")
+        guard = BudgetGuard(BudgetConfig(total_usd=10.0))
+        server.stall_next(2.0)
+        with pytest.raises(ProviderError, match="timed out"):
+            await Gateway(model, store, PRICES, budget=guard).complete(request, CallTag("relevance", "i", "t"))
+        await model.aclose()
+        [call] = store.calls()
+    assert call.error_kind == "infra" and call.reserved_usd is not None and call.reserved_usd > 0
+    assert call.cost_usd == pytest.approx(call.reserved_usd) and "may have been billed" in (call.error or "")
+    assert guard.spent_total == pytest.approx(call.reserved_usd)
+
+
+async def test_a_call_that_never_connected_costs_nothing(tmp_path: Path) -> None:
+    from codemonkeys.errors import ProviderError
+
+    with FakeLLMServer() as server:
+        model = _models(server)[0]
+    guard = BudgetGuard(BudgetConfig(total_usd=10.0))
+    with RunStore.open(tmp_path / "run") as store:
+        with pytest.raises(ProviderError, match="cannot connect"):
+            await Gateway(model, store, PRICES, budget=guard).complete(_request(SOURCES[0]), CallTag("relevance", "i", "t"))
+        await model.aclose()  # type: ignore[attr-defined]
+        [call] = store.calls()
+    assert call.cost_usd is None and guard.spent_total == 0.0

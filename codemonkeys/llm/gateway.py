@@ -161,9 +161,12 @@ class Gateway:
                     settle(usage.prompt_tokens + usage.output_tokens)
         except Exception as exc:
             latency = self._clock() - start
-            if reservation is not None and self._budget is not None:
-                self._budget.settle(reservation, None)
             error = exc if isinstance(exc, CodeMonkeysError) else ProviderError(f"{type(exc).__name__}: {exc}")
+            # A request that reached the provider and lost its answer may have been billed:
+            # it is booked at its worst case, never at $0.
+            billed = worst if getattr(error, "maybe_billed", False) else None
+            if reservation is not None and self._budget is not None:
+                self._budget.settle(reservation, billed)
             self._ledger.finish_call(
                 call_id,
                 CallRecord(
@@ -174,9 +177,10 @@ class Gateway:
                     model=name,
                     latency_s=latency,
                     error_kind=str(failure_kind(error)),
-                    error=str(error)[:2000],
+                    error=(str(error) if billed is None else f"{error} (may have been billed: booked at its worst case)")[:2000],
                     ts=time.time(),
                     reserved_usd=worst,
+                    cost_usd=billed,
                 ),
             )
             if error is not exc:

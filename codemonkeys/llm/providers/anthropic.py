@@ -34,6 +34,7 @@ from ...config import ProviderSettings
 from ...errors import ContextLimitReached, ProviderError
 from ..spec import ModelSpec
 from .context_errors import context_limit_error
+from .sent import never_sent
 from ..types import ChatRequest, ChatResponse, Usage
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,11 @@ def provider_error(
             f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code
         )
     if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError(f"{label}: request timed out (after retries)")
+        return ProviderError(f"{label}: request timed out (after retries)", maybe_billed=True)
     if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderError(f"{label}: cannot connect: {exc.__cause__ or exc}")
+        return ProviderError(
+            f"{label}: cannot connect: {exc.__cause__ or exc}", maybe_billed=not never_sent(exc)
+        )
     return ProviderError(f"{label}: {type(exc).__name__}: {exc}")
 
 

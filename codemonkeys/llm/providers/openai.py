@@ -41,6 +41,7 @@ from ..spec import ModelSpec
 from ..tokens import count_tokens
 from ..types import ChatRequest, ChatResponse, Usage
 from .context_errors import context_limit_error
+from .sent import never_sent
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,11 @@ def provider_error(
             f"{label}: HTTP {exc.status_code}: {exc.message}", status_code=exc.status_code
         )
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f"{label}: request timed out (after retries)")
+        return ProviderError(f"{label}: request timed out (after retries)", maybe_billed=True)
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(f"{label}: cannot connect: {exc.__cause__ or exc}")
+        return ProviderError(
+            f"{label}: cannot connect: {exc.__cause__ or exc}", maybe_billed=not never_sent(exc)
+        )
     return ProviderError(f"{label}: {type(exc).__name__}: {exc}")
 
 
