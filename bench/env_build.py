@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in projected:
         proj.add_row(p["set"], str(p["instances"]), str(p["envs"]), f"{p['hours_1_build']:.1f}", human(p["bytes"]))
     console.print(proj)
+    if not any(r["kind"] == "extra" for r in rows):
+        console.print("no extra-instance build measured yet: build hours count cold builds only (a lower bound)")
     return 0
 
 
