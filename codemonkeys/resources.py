@@ -22,6 +22,15 @@ def resource_dir(name: str) -> Path:
     raise ConfigError(f"resource directory {name!r} is missing from this installation")
 
 
+# Shipped YAML files that are tables the configs read, not run configs.
+_TABLES = frozenset({"pricing", "context_windows"})
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped run configs (``verified``, ``example``)."""
+    return sorted(p.stem for p in resource_dir("configs").glob("*.yaml") if p.stem not in _TABLES)
+
+
 def find_config(name_or_path: str | Path) -> Path:
     """A config given as a path, or as the name of a shipped config (``verified``)."""
     path = Path(name_or_path).expanduser()
@@ -33,5 +42,5 @@ def find_config(name_or_path: str | Path) -> Path:
             return candidate
     raise ConfigError(
         f"config {str(name_or_path)!r} not found (neither a file nor one of "
-        f"{sorted(p.stem for p in shipped.glob('*.yaml'))})"
+        f"{shipped_configs()})"
     )

@@ -222,3 +222,13 @@ def test_costs_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     RunStore.open(tmp_path / "run").close()
     assert run_cli(["costs", str(tmp_path / "run"), "--by", "colour"]) == 2
     assert "--by must be one of" in capsys.readouterr().err
+
+
+def test_an_unknown_config_lists_only_run_configs() -> None:
+    from codemonkeys.errors import ConfigError
+    from codemonkeys.resources import find_config
+
+    with pytest.raises(ConfigError) as raised:
+        find_config("nosuch")
+    assert "'example'" in str(raised.value) and "'verified'" in str(raised.value)
+    assert "pricing" not in str(raised.value) and "context_windows" not in str(raised.value)
