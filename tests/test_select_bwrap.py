@@ -80,7 +80,8 @@ def test_ensemble_runs_on_bubblewrap(example: tuple[ExampleSetup, Path, str], tm
         subs += ["--submission", str(path)]
     run = tmp_path / "ensemble"
     args = ["ensemble", *subs, "--dataset", str(setup.dataset), "--run-dir", str(run)]
-    for override in _overrides(setup, cache):
+    # top_k=1 would leave one candidate after a vote; an ensemble skips the vote (ensemble_candidates=all).
+    for override in [*_overrides(setup, cache), "selection.top_k=1"]:
         args += ["--set", override]
     main(args)
     capsys.readouterr()
@@ -88,6 +89,8 @@ def test_ensemble_runs_on_bubblewrap(example: tuple[ExampleSetup, Path, str], tm
         selection = store.selection(INSTANCE.instance_id)
         tests = store.trajectories(INSTANCE.instance_id, "testing")
         executions = store._query("SELECT COUNT(*) AS n FROM test_executions")[0]["n"]
+    assert selection is not None and selection["data"]["method"] == "selection_trajectory"
+    assert len(selection["data"]["top_k"]) == 2  # the selector saw both submissions
     assert selection is not None and selection["candidate_id"].endswith("gold")
     assert len(tests) == 1 and executions > 0  # the oracle's test ran in bubblewrap sandboxes
 

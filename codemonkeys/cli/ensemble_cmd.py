@@ -192,7 +192,9 @@ def register(app: typer.Typer) -> None:
             universe = [i.instance_id for i in instances]
             pooled = _pool(services.store, members, include_run or [], universe, console)
             results = asyncio.run(
-                select_instances(services, instances, prepare=test_writer(services), on_done=progress_line(console))
+                select_instances(
+                    services, instances, prepare=test_writer(services), on_done=progress_line(console), ensemble=True
+                )
             )
             _finish_with_report(results, members, universe, services.store, as_json, pooled)
 

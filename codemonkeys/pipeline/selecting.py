@@ -49,9 +49,11 @@ class InstanceResult:
     failure: str | None = None
 
 
-def _inputs(store: RunStore, instance: Instance) -> SelectionInputs:
+def _inputs(store: RunStore, instance: Instance, ensemble: bool = False) -> SelectionInputs:
     iid = instance.instance_id
-    return SelectionInputs(iid, instance.problem_statement, stored_candidates(store, iid), stored_tests(store, iid))
+    return SelectionInputs(
+        iid, instance.problem_statement, stored_candidates(store, iid), stored_tests(store, iid), ensemble=ensemble
+    )
 
 
 def _deps(services: Services, iid: str, runner: Any, sources: Any) -> SelectionDeps:
@@ -66,12 +68,16 @@ def selection_runner(services: Services, pool: SandboxPool) -> TestRunner:
 
 
 async def select_in_pool(
-    services: Services, instance: Instance, pool: SandboxPool, runner: TestRunner | None = None
+    services: Services, instance: Instance, pool: SandboxPool, runner: TestRunner | None = None, *, ensemble: bool = False
 ) -> tuple[SelectionOutcome, int]:
-    """Vote with the stored tests and run the selection model, in ``pool``; the outcome and cells ``runner`` ran."""
+    """Vote with the stored tests and run the selection model, in ``pool``; the outcome and cells ``runner`` ran.
+
+    ``ensemble``: the candidates came from other systems, so ``selection.ensemble_candidates``
+    decides which of them the selector sees (the paper's ensembles skip the vote).
+    """
     runner = runner or selection_runner(services, pool)
     outcome = await select_instance(
-        _deps(services, instance.instance_id, runner, SandboxSources(pool)), _inputs(services.store, instance)
+        _deps(services, instance.instance_id, runner, SandboxSources(pool)), _inputs(services.store, instance, ensemble)
     )
     return outcome, runner.executed
 
@@ -82,6 +88,7 @@ async def select_instances(
     *,
     prepare: Prepare | None = None,
     on_done: Callable[[InstanceResult], None] | None = None,
+    ensemble: bool = False,
 ) -> list[InstanceResult]:
     """Select for every instance with stored candidates, a few at a time; each instance is a failure boundary."""
     gate = asyncio.Semaphore(services.config.max_concurrent_instances)
@@ -93,7 +100,7 @@ async def select_instances(
         async with gate:
             try:
                 store.set_instance_state(iid, "selection", "running")
-                inputs = _inputs(store, instance)
+                inputs = _inputs(store, instance, ensemble)
                 if len(group_candidates(usable_candidates(inputs.candidates)[0])) < 2:
                     # Nothing to vote on: no environment, no tests, no model.
                     result.outcome = await select_instance(_deps(services, iid, None, None), inputs)
@@ -103,7 +110,9 @@ async def select_instances(
                         runner = selection_runner(services, pool)
                         if prepare is not None:
                             await prepare(instance, runner, SandboxSources(pool))
-                        result.outcome, result.executed = await select_in_pool(services, instance, pool, runner)
+                        result.outcome, result.executed = await select_in_pool(
+                            services, instance, pool, runner, ensemble=ensemble
+                        )
                 store.set_instance_state(iid, "selection", "done")
             except asyncio.CancelledError:
                 raise
