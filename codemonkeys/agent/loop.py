@@ -151,11 +151,12 @@ class Agent(Generic[S, A]):
         if state.calls >= self.config.max_turns:
             raise self.config.limit_reached(state)
         request = self.request(state)
-        self.check_window(state, request)
+        # Counted once, for the window check and its calibration; without a window, neither is needed.
+        counted = 0 if self.deps.model.context_window is None else self.prompt_tokens(state)
+        self.check_window(state, request, counted)
         warm = self.deps.warm
         if warm is not None and state.index > 0 and state.calls == 0:
             await warm.wait()
-        counted = self.prompt_tokens(state)
         try:
             tag = CallTag(stage=state.kind, instance_id=state.instance_id, trajectory=state.trajectory_id)
             response = await self.deps.chat.complete(request, tag)
@@ -187,12 +188,15 @@ class Agent(Generic[S, A]):
             self._system_tokens = (state.system, count_tokens(state.system, model))
         return self._system_tokens[1] + count_tokens("\n".join(t.content for t in state.messages), model)
 
-    def check_window(self, state: S, request: ChatRequest) -> None:
-        """:class:`ContextLimitReached` when prompt plus ``max_tokens`` would not fit the window."""
+    def check_window(self, state: S, request: ChatRequest, counted: int) -> None:
+        """:class:`ContextLimitReached` when prompt plus ``max_tokens`` would not fit the window.
+
+        ``counted`` is :meth:`prompt_tokens` of ``request``, scaled by the server's calibrated ratio.
+        """
         window = self.deps.model.context_window
         if window is None:
             return
-        prompt = math.ceil(self.prompt_tokens(state) * state.token_ratio)
+        prompt = math.ceil(counted * state.token_ratio)
         if prompt + request.max_tokens > window:
             raise ContextLimitReached(
                 f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) exceeds the "

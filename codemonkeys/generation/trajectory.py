@@ -163,12 +163,13 @@ class EditingTrajectory:
         state.test_changed = answer.test is not None
         if answer.test is not None:
             state.test = answer.test.script
-        original, edited = await self._run_both(state)
+        diff = draft_diff(state)
+        original, edited = await self._run_both(state, diff)
         views = {"original": self._view(original), "edited": self._view(edited)}
         text = self.deps.prompt.render(
             "editing_feedback",
             test_changed=state.test_changed,
-            diff=draft_diff(state),
+            diff=diff,
             files=changed_files(state, self.deps.config.changed_file_limit_chars),
             note=note,
             **views,
@@ -201,10 +202,10 @@ class EditingTrajectory:
         state.draft.update(changed)
         return None
 
-    async def _run_both(self, state: TrajectoryState) -> tuple[TestExecution, TestExecution]:
+    async def _run_both(self, state: TrajectoryState, diff: str) -> tuple[TestExecution, TestExecution]:
         assert state.test is not None
         original, edited = await asyncio.gather(
-            self.deps.runner.run("", state.test), self.deps.runner.run(draft_diff(state), state.test)
+            self.deps.runner.run("", state.test), self.deps.runner.run(diff, state.test)
         )
         return original, edited
 
