@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..llm.registry import SDK_PROVIDERS
 from ..store import LedgerRow, RunStore
 from ..tables import add_number_column, add_text_column, compact_table, tokens, usd
 
-_SDK_PROVIDERS = ("anthropic", "openai", "openai-compatible")
 _GROUPS = {"stage": ("stage",), "model": ("model",), "stage-model": ("stage", "model"), "instance": ("instance_id",)}
 
 
@@ -58,7 +58,7 @@ def _label(value: object) -> str:
         return "-"
     text = str(value).split("@", 1)[0]
     provider, sep, name = text.partition(":")
-    return f"{name} ({provider})" if sep and name and provider in _SDK_PROVIDERS else text
+    return f"{name} ({provider})" if sep and name and provider in SDK_PROVIDERS else text
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,8 @@ STAGES = ("relevance", "ranking", "testing", "editing", "selection")
 # gold patch, so it is built per (stage, instance).
 ExtraModelFactory = Callable[[ModelSpec, str, str | None], Model]
 
-_SDK_PROVIDERS = ("anthropic", "openai", "openai-compatible")
+# Providers reached through a vendor SDK (they need keys and have prices); the others are doubles.
+SDK_PROVIDERS = ("anthropic", "openai", "openai-compatible")
 
 
 class ProviderBuilder(Protocol):

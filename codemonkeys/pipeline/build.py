@@ -14,7 +14,7 @@ from ..budget import BudgetGuard
 from ..config import Config, dump_config
 from ..context.batch import build_stage
 from ..env.specs import SpecRegistry
-from ..llm.registry import STAGES, ExtraModelFactory, ModelHub, check_prices, resolve_secrets
+from ..llm.registry import SDK_PROVIDERS, STAGES, ExtraModelFactory, ModelHub, check_prices, resolve_secrets
 from ..llm.server_info import HttpWindowProbe
 from ..llm.spec import parse_model_string
 from ..llm.windows import ResolvedWindow, WindowProbe, resolve_context_windows
@@ -32,7 +32,7 @@ def stages_needing_keys(config: Config) -> tuple[str, ...]:
     """Stages whose model is an SDK provider (oracles and scripted models need no key)."""
     return tuple(
         stage for stage in STAGES
-        if parse_model_string(getattr(config.models, stage).model).provider in ("anthropic", "openai", "openai-compatible")
+        if parse_model_string(getattr(config.models, stage).model).provider in SDK_PROVIDERS
     )
 
 
