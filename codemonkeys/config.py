@@ -218,6 +218,15 @@ class EnvironmentConfig(Section):
     grading_reinstall: Literal["always", "auto"] = "always"
 
 
+class GradingConfig(Section):
+    """How patches are graded (``evaluate``, ``report --grade``, ``env validate``)."""
+
+    # The harness's containers have network; ours do not unless this is true. With it, the
+    # install step uses what the image has first and reaches the index only for what is
+    # missing (a dependency the patch adds), and tests that need the internet can pass.
+    network: bool = False
+
+
 class BudgetConfig(Section):
     """Hard spending limits, enforced live before each call starts."""
 
@@ -277,6 +286,7 @@ class Config(Section):
     selection: SelectionConfig = SelectionConfig()
     sandbox: SandboxConfig = SandboxConfig()
     environment: EnvironmentConfig = EnvironmentConfig()
+    grading: GradingConfig = GradingConfig()
     budget: BudgetConfig = BudgetConfig()
     cache: CacheConfig = CacheConfig()
     executor: Literal["local", "ray"] = "local"

@@ -81,6 +81,14 @@ def test_install_step_is_skipped_only_when_asked_and_the_patch_builds_nothing() 
         assert "PIP_NO_INDEX=1 python -m pip install -e ." in eval_script(_instance(), SPEC, patch=patch, reinstall=mode)
 
 
+def test_the_index_is_reached_only_with_grading_network_and_only_after_the_image_falls_short() -> None:
+    offline = eval_script(_instance(), SPEC).splitlines()
+    online = eval_script(_instance(), SPEC, network=True).splitlines()
+    assert "PIP_NO_INDEX=1 python -m pip install -e ." in offline
+    assert not any("|| python -m pip install" in line for line in offline)
+    assert "PIP_NO_INDEX=1 python -m pip install -e . || python -m pip install -e ." in online
+
+
 def test_django_directives_are_modules() -> None:
     patch = "diff --git a/tests/admin_views/tests.py b/tests/admin_views/tests.py\n--- a/x\n+++ b/x\n"
     instance = _instance("django/django", patch, version="3.0")

@@ -77,6 +77,18 @@ async def test_commands_run_unprivileged(bwrap_root: Path, config: SandboxConfig
     assert result.output.split()[-1] == "0000000000000000"
 
 
+async def test_only_a_grading_factory_shares_the_network(bwrap_root: Path, config: SandboxConfig) -> None:
+    def interfaces(output: str) -> set[str]:
+        return {line.split(":")[0].strip() for line in output.splitlines()[2:]}
+
+    async with BubblewrapSandboxFactory(config).sandbox(bwrap_env(bwrap_root)) as sb:
+        offline = interfaces((await sb.exec(["cat", "/proc/net/dev"])).output)
+    async with BubblewrapSandboxFactory(config, network=True).sandbox(bwrap_env(bwrap_root)) as sb:
+        online = interfaces((await sb.exec(["cat", "/proc/net/dev"])).output)
+    assert offline == {"lo"}
+    assert online == interfaces(Path("/proc/net/dev").read_text()) and online != {"lo"}
+
+
 async def test_timeout_kills_processes_that_left_the_session(
     bwrap_root: Path, config: SandboxConfig
 ) -> None:

@@ -33,6 +33,17 @@ def factory(docker_client: docker.DockerClient):  # type: ignore[no-untyped-def]
     made.close()
 
 
+async def test_only_a_grading_factory_gets_a_network(fixture_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    made = DockerSandboxFactory(CONFIG, client=docker_client, run_id=f"test-{uuid.uuid4().hex[:8]}", network=True)
+    try:
+        async with made.sandbox(EnvironmentRef(key="fixture", image=fixture_image)) as sb:
+            assert docker_client.containers.get(sb.name).attrs["HostConfig"]["NetworkMode"] == "bridge"
+            interfaces = (await sb.exec(["cat", "/proc/net/dev"])).output
+            assert "eth0" in interfaces
+    finally:
+        made.close()
+
+
 def _containers_of(client: docker.DockerClient, factory: DockerSandboxFactory) -> list[str]:
     found = client.containers.list(all=True, filters={"label": f"{LABEL}.run={factory.run_id}"})
     return [container.name for container in found]

@@ -55,7 +55,7 @@ def _grade(
     from ..sandbox.factory import make_sandbox_factory
 
     # The run's environment provider: images for Docker, local environments for bubblewrap.
-    factory = make_sandbox_factory(config.sandbox)
+    factory = make_sandbox_factory(config.sandbox, network=config.grading.network)
     provider = environments_for(
         factory, config, progress=lambda message: console.print(f"[dim]{message}[/]"), source=repo_source(config)
     )
@@ -69,7 +69,8 @@ def _grade(
         grade_instances(
             instances, patches, images=builder, factory=factory, registry=builder.registry,
             timeout_s=config.environment.test_timeout_s, output=output, force=force, on_result=on_result,
-            factory_for_cpus=cpu_factories(config.sandbox), reinstall=config.environment.grading_reinstall,
+            factory_for_cpus=cpu_factories(config.sandbox, network=config.grading.network),
+            reinstall=config.environment.grading_reinstall, network=config.grading.network,
         )
     )
 

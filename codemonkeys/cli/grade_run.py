@@ -28,10 +28,13 @@ def environment_grader(config: Config, console: Console) -> PatchGrader:
     from ..pipeline.environments import environments_for
     from ..sandbox.factory import make_sandbox_factory
 
-    factory = make_sandbox_factory(config.sandbox)
+    factory = make_sandbox_factory(config.sandbox, network=config.grading.network)
     progress = lambda message: console.print(f"[dim]{message}[/]", highlight=False)  # noqa: E731
     environments = environments_for(factory, config, progress=progress)
-    return EnvironmentGrader(factory, environments, spec_registry(config), config.environment.test_timeout_s)
+    return EnvironmentGrader(
+        factory, environments, spec_registry(config), config.environment.test_timeout_s,
+        reinstall=config.environment.grading_reinstall, network=config.grading.network,
+    )
 
 
 def grade_stored_run(

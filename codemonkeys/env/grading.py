@@ -62,12 +62,16 @@ def install_inputs_touched(patch: str) -> list[str]:
     return sorted(path for path in touched if _BUILD_INPUTS.search(path))
 
 
-def eval_script(instance: Instance, spec: EnvSpec, *, patch: str | None = None, reinstall: str = "always") -> str:
+def eval_script(
+    instance: Instance, spec: EnvSpec, *, patch: str | None = None, reinstall: str = "always", network: bool = False
+) -> str:
     """The bash script that applies the test patch and runs the tests (patch already applied).
 
-    The install step runs as the harness's does, except that pip gets no index
-    (``PIP_NO_INDEX=1``): grading sandboxes have no network, so an index
-    would only be waited on; what the image has is used. ``reinstall="auto"``
+    The install step runs as the harness's does, first without an index
+    (``PIP_NO_INDEX=1``: what the image has). Offline that is all there is, so
+    no index is waited on for nothing; with ``network`` (``grading.network``)
+    a failed offline install is run again with the index, for what the image
+    lacks, such as a dependency the patch adds. ``reinstall="auto"``
     (a deviation from the harness, off by default) skips the step when
     ``patch`` touches nothing it builds from (:func:`install_inputs_touched`).
     """
@@ -94,7 +98,8 @@ def eval_script(instance: Instance, spec: EnvSpec, *, patch: str | None = None, 
         if reinstall == "auto" and patch is not None and not install_inputs_touched(patch):
             lines.append(": 'install step skipped: the patch touches no file it builds from (environment.grading_reinstall=auto)'")
         else:
-            lines.append(f"PIP_NO_INDEX=1 {spec.install}")
+            offline = f"PIP_NO_INDEX=1 {spec.install}"
+            lines.append(f"{offline} || {spec.install}" if network else offline)
     lines += [
         reset_tests,
         f"git apply -v - <<'{HEREDOC}'\n{instance.test_patch}\n{HEREDOC}",

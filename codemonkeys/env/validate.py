@@ -59,6 +59,7 @@ async def grade_patch(
     timeout_s: float,
     log_path: Path | None = None,
     reinstall: str = "always",
+    network: bool = False,
 ) -> GradeReport:
     """Apply ``patch`` in a fresh sandbox, run the eval script, grade its output.
 
@@ -81,7 +82,7 @@ async def grade_patch(
                 instance.instance_id, "unresolved", f"patch does not apply: {str(exc)[:500]}", patch_applied=False,
                 setup_hunks_dropped=dropped.dropped,
             )
-        await sandbox.write_file(EVAL_SCRIPT, eval_script(instance, spec, patch=patch, reinstall=reinstall))
+        await sandbox.write_file(EVAL_SCRIPT, eval_script(instance, spec, patch=patch, reinstall=reinstall, network=network))
         started = time.monotonic()
         result = await sandbox.exec(
             ["bash", "-c", f"bash {EVAL_SCRIPT} > {EVAL_OUTPUT} 2>&1"], timeout_s=timeout_s
@@ -96,7 +97,7 @@ async def grade_patch(
     return replace(report_from_output(instance, spec, output, test_s=elapsed), setup_hunks_dropped=dropped.dropped)
 
 
-def cpu_factories(config: SandboxConfig) -> FactoryForCpus:
+def cpu_factories(config: SandboxConfig, *, network: bool = False) -> FactoryForCpus:
     """Sandbox factories with at least ``cpus`` CPUs, each made once (for ``grade_instances``)."""
     made: dict[float, SandboxFactory] = {}
 
@@ -105,7 +106,7 @@ def cpu_factories(config: SandboxConfig) -> FactoryForCpus:
         if cpus not in made:
             from ..sandbox.factory import make_sandbox_factory
 
-            made[cpus] = make_sandbox_factory(config.model_copy(update={"cpus": cpus}))
+            made[cpus] = make_sandbox_factory(config.model_copy(update={"cpus": cpus}), network=network)
         return made[cpus]
 
     return factory_for
@@ -143,6 +144,7 @@ async def grade_instances(
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
     factory_for_cpus: FactoryForCpus | None = None,
     reinstall: str = "always",
+    network: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Grade ``patches[instance_id]`` for each instance, one at a time (builds share 2 cores).
 
@@ -161,7 +163,7 @@ async def grade_instances(
         log_path = output.with_name(output.name + ".logs") / f"{instance.instance_id}.eval.log" if output else None
         entry = await _grade_one(
             instance, patches.get(instance.instance_id), images, factory, registry, timeout_s, log_path, factory_for_cpus,
-            reinstall,
+            reinstall, network,
         )
         report[instance.instance_id] = entry
         if output is not None:
@@ -181,6 +183,7 @@ async def _grade_one(
     log_path: Path | None,
     factory_for_cpus: FactoryForCpus | None = None,
     reinstall: str = "always",
+    network: bool = False,
 ) -> dict[str, Any]:
     extra = {"repo": instance.repo, "version": instance.version}
     if patch is None:
@@ -198,7 +201,8 @@ async def _grade_one(
         if spec.nano_cpus and factory_for_cpus is not None:
             factory = factory_for_cpus(spec.nano_cpus / 1e9)
         graded = await grade_patch(
-            factory, built.ref, instance, spec, patch, timeout_s=timeout_s, log_path=log_path, reinstall=reinstall
+            factory, built.ref, instance, spec, patch, timeout_s=timeout_s, log_path=log_path, reinstall=reinstall,
+            network=network,
         )
     except Exception as exc:  # noqa: BLE001 - the instance boundary
         return _error(instance, "grading failed", exc, build_s, extra)

@@ -110,17 +110,24 @@ def stored_grades(store: GradeStore) -> CandidateGrades:
 class EnvironmentGrader:
     """The real grader: the run's environment for the instance, a fresh sandbox, the SWE-bench eval script."""
 
-    def __init__(self, sandboxes: Any, environments: Any, specs: Any, timeout_s: float) -> None:
+    def __init__(
+        self, sandboxes: Any, environments: Any, specs: Any, timeout_s: float, *, reinstall: str = "always", network: bool = False
+    ) -> None:
         self._sandboxes = sandboxes
         self._environments = environments
         self._specs = specs
         self._timeout_s = timeout_s
+        self._reinstall = reinstall
+        self._network = network
 
     async def grade(self, instance: Instance, patch: str) -> dict[str, Any]:
         from ..env.validate import grade_patch
 
         ref = await self._environments.environment(instance)
         spec = self._specs.get(instance.repo, instance.version)
-        report = await grade_patch(self._sandboxes, ref, instance, spec, patch, timeout_s=self._timeout_s)
+        report = await grade_patch(
+            self._sandboxes, ref, instance, spec, patch, timeout_s=self._timeout_s,
+            reinstall=self._reinstall, network=self._network,
+        )
         return report.as_dict()
 

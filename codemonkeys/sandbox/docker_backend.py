@@ -134,8 +134,10 @@ class DockerSandboxFactory:
         client: docker.DockerClient | None = None,
         run_id: str | None = None,
         watchdog_grace_s: float = WATCHDOG_GRACE_S,
+        network: bool = False,
     ) -> None:
         self.config = config
+        self.network = network  # grading.network only: Docker's default bridge, as the harness's containers
         self.watchdog_grace_s = watchdog_grace_s
         self.client = client or connect()
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -209,7 +211,7 @@ class DockerSandbox:
                 name=self.name,
                 detach=True,
                 init=True,
-                network_mode="none",
+                network_mode="bridge" if self._factory.network else "none",
                 mem_limit=cfg.memory,
                 memswap_limit=cfg.memory,
                 pids_limit=cfg.pids_limit,
