@@ -23,6 +23,8 @@ from codemonkeys.testing.fake_swebench import FUTURE_MARKER, REPO, VERSION, make
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PYENV = Path.home() / ".pyenv"
+# A spec's post_install runs in /testbed after the install, with the shipped helpers at hand.
+POST_INSTALL = 'test -f /opt/codemonkeys/matplotlib_freetype.py && echo "ran in $(pwd)" > /opt/codemonkeys/post_install.txt'
 
 
 def _python() -> str:
@@ -63,7 +65,7 @@ def env_config(fake, tmp_path_factory: pytest.TempPathFactory) -> EnvironmentCon
         pull_official=False,
         builder_apt_packages=[],  # the tiny repo compiles nothing
         image_prefix="codemonkeys-test",
-        spec_overrides={REPO: {VERSION: spec_fields(_python())}},
+        spec_overrides={REPO: {VERSION: {**spec_fields(_python()), "post_install": [POST_INSTALL]}}},
         pyenv_root=PYENV,
     )
 
@@ -94,6 +96,13 @@ def test_image_is_built_once_and_reused(builder: ImageBuilder, built, instance: 
     assert again.source == "cached" and again.ref == built.ref
     logs = list((env_config.cache_dir / "build-logs").glob("*.log")) if built.source == "built" else []  # type: ignore[operator]
     assert built.source == "cached" or any("acme__calc-1" in p.name for p in logs)
+
+
+def test_post_install_runs_after_the_install_with_the_helpers_at_hand(docker_client, built) -> None:  # type: ignore[no-untyped-def]
+    out = docker_client.containers.run(
+        built.ref.image, ["cat", "/opt/codemonkeys/post_install.txt"], remove=True, network_mode="none"
+    )
+    assert out.decode().strip() == "ran in /testbed"
 
 
 async def test_testbed_is_at_the_base_commit_without_future(built, docker_factory, fake) -> None:  # type: ignore[no-untyped-def]

@@ -165,6 +165,9 @@ def test_env_plans_share_keys_exactly_when_inputs_match() -> None:
     assert one.env is two.env and one.key != two.key
     assert one.tag.startswith("cm/sweb.eval.x86_64.django__django-1:")
     assert one.deps_targets == ["/testbed"]
+    swapped = spec.model_copy(update={"post_install": ["python /opt/codemonkeys/matplotlib_freetype.py /testbed"]})
+    three = plan_instance(instance_id="django__django-1", base_commit="a" * 40, spec=swapped, env=first, recipe_digest="d", image_prefix="cm")
+    assert three.post_install == swapped.post_install and three.key != one.key and three.env is one.env
 
 
 def test_content_key_and_official_names() -> None:

@@ -73,7 +73,9 @@ def recipe_digest(*names: str) -> str:
 _BUILDER_FILES = ("builder.Dockerfile.j2",)
 _PYTHON_FILES = ("python.Dockerfile.j2",)
 _ENV_FILES = ("env.Dockerfile.j2", "install_requirements.py", "system_setup.sh.j2")
-_INSTANCE_FILES = ("instance.Dockerfile.j2", "setup_repo.sh.j2")
+# Scripts a spec's ``post_install`` may run, copied into /opt/codemonkeys of every instance.
+INSTANCE_HELPERS = ("matplotlib_freetype.py",)
+_INSTANCE_FILES = ("instance.Dockerfile.j2", "setup_repo.sh.j2", *INSTANCE_HELPERS)
 
 
 def host_index_settings() -> IndexSettings:
@@ -329,12 +331,13 @@ class ImageBuilder:
             except RepoError as exc:
                 raise BuildError(f"{instance.instance_id}: {exc}") from exc
             files: dict[str, bytes | Path] = {
-                "Dockerfile": self._render("instance.Dockerfile.j2", env_image=env_tag),
+                "Dockerfile": self._render("instance.Dockerfile.j2", env_image=env_tag, helpers=INSTANCE_HELPERS),
                 "setup_repo.sh": self._render(
                     "setup_repo.sh.j2", pre_install=plan.repo_commands, deps_targets=plan.deps_targets,
-                    install=plan.install, installer_args=plan.env.installer_args,
+                    install=plan.install, post_install=plan.post_install, installer_args=plan.env.installer_args,
                 ),
                 "testbed": testbed,
+                **{name: _recipe_dir() / name for name in INSTANCE_HELPERS},
             }
             self._build(plan.tag, files, instance.instance_id, plan.labels)
         return BuiltImage(instance.instance_id, ref, "built", time.monotonic() - started, env_tag)

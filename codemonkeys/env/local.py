@@ -63,7 +63,7 @@ from ..sandbox.base import TESTBED, EnvironmentRef
 from ..sandbox.bwrap_backend import BASE_PATH, SYSTEM_DIRS, bwrap_available
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at, repo_slug
-from .images import BuiltImage, available_pythons, host_index_settings, recipe_digest
+from .images import INSTANCE_HELPERS, BuiltImage, available_pythons, host_index_settings, recipe_digest
 from .localbuild import (
     BuildLog,
     apt_install_packages,
@@ -200,7 +200,7 @@ class LocalEnvBuilder:
         )
         return plan_instance(
             instance_id=instance.instance_id, base_commit=instance.base_commit, spec=spec, env=env,
-            recipe_digest=content_key(LOCAL_RECIPE, recipe_digest("setup_repo.sh.j2")), image_prefix="local",
+            recipe_digest=content_key(LOCAL_RECIPE, recipe_digest("setup_repo.sh.j2", *INSTANCE_HELPERS)), image_prefix="local",
         )
 
     def layer_dir(self, env: EnvPlan) -> Path:
@@ -393,9 +393,12 @@ class LocalEnvBuilder:
                 raise build_log.failure(str(exc)) from exc
             script = self._templates.get_template("setup_repo.sh.j2").render(
                 pre_install=plan.repo_commands, deps_targets=plan.deps_targets, install=plan.install,
+                post_install=plan.post_install,
                 installer_args=shlex.join(with_python(plan.env.installer_args, f"{python_path}/bin/python")),
             )
             (tmp / "codemonkeys" / "setup_repo.sh").write_text(script, encoding="utf-8")
+            for helper in INSTANCE_HELPERS:
+                shutil.copy2(_recipe_file(helper), tmp / "codemonkeys" / helper)
             (tmp / ".build-tmp").mkdir()
 
             def step(argv: list[str], what: str) -> None:

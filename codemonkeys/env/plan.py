@@ -153,6 +153,7 @@ class InstancePlan:
     key: str
     tag: str
     labels: dict[str, str] = field(default_factory=dict)
+    post_install: list[str] = field(default_factory=list)
 
 
 def installer_args(cutoff: str | None, ladder: Sequence[int]) -> str:
@@ -232,7 +233,9 @@ def plan_instance(
     """Plan the instance layer on top of ``env``."""
     _, repo_commands = split_pre_install(spec.setup_commands)
     targets = install_targets(spec.install) if env.cutoff else []
-    key = content_key("instance", env.key, instance_id, base_commit, repo_commands, targets, spec.install, recipe_digest)
+    key = content_key(
+        "instance", env.key, instance_id, base_commit, repo_commands, targets, spec.install, spec.post_install, recipe_digest
+    )
     return InstancePlan(
         instance_id=instance_id,
         env=env,
@@ -240,6 +243,7 @@ def plan_instance(
         repo_commands=repo_commands,
         deps_targets=targets,
         install=spec.install,
+        post_install=list(spec.post_install),
         key=key,
         tag=f"{image_prefix}/sweb.eval.x86_64.{instance_id.lower()}:{key[:16]}",
         labels={

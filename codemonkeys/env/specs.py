@@ -59,6 +59,8 @@ class EnvSpec(BaseModel):
     pre_install_exclude: list[str] = []
     # Files written into the environment layer (absolute path -> text), e.g. build options.
     system_files: dict[str, str] = Field(default_factory=dict)
+    # Commands run in /testbed after ``install``, in the instance layer (matplotlib's FreeType swap).
+    post_install: list[str] = []
 
     @property
     def setup_commands(self) -> list[str]:
