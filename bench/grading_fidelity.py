@@ -74,16 +74,19 @@ def load_submissions(folder: Path) -> dict[str, tuple[dict[str, str], set[str]]]
     return found
 
 
+NETWORK = "network: tests want the internet (grading.network=true on a machine with internet)"
+
+
 def cause_of(entry: dict[str, Any], gold: dict[str, Any] | None, official: bool) -> str:
     """Why a local verdict differs from the official one."""
     if entry.get("flaky"):
         return "flaky (a regrade changed the verdict)"
     if entry["status"] == "error":
         return f"infra: {(entry.get('cause') or '')[:120]}"
+    if entry.get("needs_network") or (gold is not None and gold.get("status") != "resolved" and gold.get("needs_network")):
+        return NETWORK + (" (the gold patch fails here too)" if gold is not None and gold.get("status") != "resolved" else "")
     if gold is not None and gold.get("status") != "resolved" and official:
         return f"environment not faithful (gold: {(gold.get('cause') or '')[:100]})"
-    if entry.get("needs_network"):
-        return "network: tests want the internet"
     if not entry.get("patch_applied", True):
         return f"patch does not apply ({len(entry.get('setup_hunks_dropped') or [])} setup hunks dropped)"
     return f"verdict differs: {(entry.get('cause') or 'resolved here')[:120]}"
@@ -154,7 +157,9 @@ async def _grade(factory: Any, built: BuiltImage, instance: Instance, spec: Any,
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     repos: dict[str, dict[str, Any]] = {}
     for iid, row in sorted(report.items()):
-        repo = repos.setdefault(row["repo"], {"instances": 0, "graded": 0, "agree": 0, "disagreements": [], "gold_resolved": 0, "setup_hunks": 0})
+        repo = repos.setdefault(row["repo"], {
+            "instances": 0, "graded": 0, "agree": 0, "network": 0, "disagreements": [], "gold_resolved": 0, "setup_hunks": 0,
+        })
         grades = row.get("grades", {})
         if not grades and not row.get("build_error"):
             continue
@@ -172,12 +177,18 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
             if entry["status"] != "error" and (entry["status"] == "resolved") == official:
                 repo["agree"] += 1
             else:
+                cause = cause_of(entry, gold, official)
+                repo["network"] += int(cause.startswith(NETWORK))
                 repo["disagreements"].append({
                     "instance": iid, "submission": name, "local": entry["status"], "official": "resolved" if official else "unresolved",
-                    "cause": cause_of(entry, gold, official),
+                    "cause": cause,
                 })
-    total = {k: sum(r[k] for r in repos.values()) for k in ("instances", "graded", "agree", "gold_resolved", "setup_hunks")}
+    total = {k: sum(r[k] for r in repos.values()) for k in ("instances", "graded", "agree", "network", "gold_resolved", "setup_hunks")}
     return {"repos": repos, "total": total}
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}" if whole else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror-dir", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=Path("grading_fidelity.json"))
+    parser.add_argument("--also", type=Path, action="append", default=[],
+                        help="More reports (e.g. from parallel runs) merged into the summary.")
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--instance-ids", default=None)
     parser.add_argument("--repos", default=None)
@@ -196,22 +209,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    console = Console(stderr=args.json, width=100)
+    console = Console(stderr=args.json, width=80)
     report = load_report(args.output) if args.summary_only else asyncio.run(run(args, console))
+    for more in args.also:
+        report = {**load_report(more), **report}
     summary = summarize(report)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     table = Table(title="grading fidelity: local verdicts vs official results.json")
-    for column in ("repo", "instances", "gold ok", "patches", "agree", "%", "setup hunks"):
-        table.add_column(column, justify="left" if column == "repo" else "right")
-    for name, repo in sorted(summary["repos"].items()):
-        pct = f"{100 * repo['agree'] / repo['graded']:.0f}" if repo["graded"] else "-"
-        table.add_row(name, str(repo["instances"]), str(repo["gold_resolved"]), str(repo["graded"]), str(repo["agree"]), pct, str(repo["setup_hunks"]))
-    t = summary["total"]
-    table.add_row("all", str(t["instances"]), str(t["gold_resolved"]), str(t["graded"]), str(t["agree"]),
-                  f"{100 * t['agree'] / t['graded']:.1f}" if t["graded"] else "-", str(t["setup_hunks"]))
+    for column in ("repo", "inst", "gold", "graded", "agree", "%", "net", "%off", "setup"):
+        table.add_column(column, justify="left" if column == "repo" else "right", no_wrap=True)
+    for name, repo in [*sorted(summary["repos"].items()), ("all", summary["total"])]:
+        table.add_row(name.split("/")[-1], str(repo["instances"]), str(repo["gold_resolved"]), str(repo["graded"]), str(repo["agree"]),
+                      _pct(repo["agree"], repo["graded"]), str(repo["network"]),
+                      _pct(repo["agree"], repo["graded"] - repo["network"]), str(repo["setup_hunks"]))
     console.print(table)
+    console.print("inst: instances; gold: gold patch resolved here; net: disagreements whose tests want the "
+                  "internet, which these sandboxes lack (%off leaves them out); setup: setup hunks dropped.",
+                  highlight=False)
     for name, repo in sorted(summary["repos"].items()):
         for d in repo["disagreements"]:
             console.print(f"  {d['instance']} {d['submission']}: local {d.get('local', '-')}, official {d.get('official', '-')}: {d['cause']}", highlight=False)
