@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from codemonkeys.env.requirements import CondaMap, debian_packages
+from codemonkeys.env.requirements import CondaMap, debian_packages, with_system_libraries
 from codemonkeys.env.specs import EnvSpec
 
 MAP = CondaMap.shipped().debian
@@ -39,3 +39,10 @@ def test_the_c_libraries_of_conda_packages_become_apt_packages() -> None:
     listed = EnvSpec(python="3.9", test_cmd="pytest", packages="numpy gdal=3.1 python-graphviz")
     assert debian_packages(listed, lambda path: "", CondaMap.shipped()) == ["libgdal-dev", "gdal-bin", "graphviz"]
     assert debian_packages(EnvSpec(python="3.9", test_cmd="pytest", packages="requirements.txt"), lambda p: "", CondaMap.shipped()) == []
+
+
+def test_a_spec_gets_each_library_package_once() -> None:
+    spec = EnvSpec(python="3.9", test_cmd="pytest", packages="gdal python-graphviz", apt_packages=["graphviz"])
+    assert with_system_libraries(spec, lambda path: "", CondaMap.shipped()).apt_packages == ["graphviz", "libgdal-dev", "gdal-bin"]
+    plain = EnvSpec(python="3.9", test_cmd="pytest", packages="numpy")
+    assert with_system_libraries(plain, lambda path: "", CondaMap.shipped()) is plain

@@ -439,3 +439,12 @@ def test_environments_for_follows_the_sandbox_backend(tmp_path: Path) -> None:
     if bwrap_available() is None:
         factory = BubblewrapSandboxFactory(SandboxConfig())
         assert isinstance(environments_for(factory, config).builder, LocalEnvBuilder)  # type: ignore[attr-defined]
+
+
+def test_the_c_libraries_of_conda_packages_are_checked_on_the_host_too(env_config: EnvironmentConfig) -> None:
+    overrides = example_spec_overrides()
+    for fields in overrides[INSTANCE.repo].values():
+        fields["packages"] = "gdal=3.1 python-graphviz"
+    config = env_config.model_copy(update={"spec_overrides": overrides})
+    plan = LocalEnvBuilder(config).plan(INSTANCE)
+    assert plan.env.apt_packages[-3:] == ["libgdal-dev", "gdal-bin", "graphviz"]

@@ -46,7 +46,7 @@ from .plan import (
     plan_environment,
     plan_instance,
 )
-from .requirements import CondaMap, debian_packages, env_requirements
+from .requirements import CondaMap, env_requirements, with_system_libraries
 from .specs import SpecRegistry, choose_python
 
 if TYPE_CHECKING:
@@ -246,9 +246,7 @@ class ImageBuilder:
         conda_map = CondaMap.shipped()
         read = lambda path: read_file_at(git_dir, instance.environment_setup_commit, path)  # noqa: E731
         requirements = env_requirements(spec, read, conda_map)
-        system = [p for p in debian_packages(spec, read, conda_map) if p not in spec.apt_packages]
-        if system:  # the C libraries conda would have installed (conda_to_debian.yaml)
-            spec = spec.model_copy(update={"apt_packages": [*spec.apt_packages, *system]})
+        spec = with_system_libraries(spec, read, conda_map)  # the C libraries conda would have installed
         cutoff = commit_date(git_dir, instance.environment_setup_commit) if self.config.exclude_newer else None
         index = self._index if self._index is not None else host_index_settings()
         self._index = index

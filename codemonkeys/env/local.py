@@ -34,7 +34,8 @@ Each entry is built in a staging directory and renamed into place with a
 ``.complete`` marker; logs go to ``<cache_dir>/build-logs/local.*.log``.
 
 What differs from Docker: Debian packages cannot be installed on the host,
-so ``apt_packages`` and ``apt-get install`` pre-install steps are checked
+so ``apt_packages``, ``apt-get install`` pre-install steps and the Debian
+packages of conda-only C libraries (``conda_to_debian.yaml``) are checked
 against the host (missing ones are logged and recorded in
 ``local-env.json``; the build fails later if it really needs them); other
 system commands (``locale-gen``...) are skipped. The spec's system files are
@@ -79,7 +80,7 @@ from .localbuild import (
     staging,
 )
 from .plan import EnvPlan, IndexSettings, InstancePlan, content_key, plan_environment, plan_instance
-from .requirements import CondaMap, env_requirements
+from .requirements import CondaMap, env_requirements, with_system_libraries
 from .specs import SpecRegistry, choose_python
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,11 @@ class LocalEnvBuilder:
         git_dir = self.source.ensure_commit(instance.repo, instance.environment_setup_commit)
         pythons = available_pythons(self.pyenv_root())
         python = choose_python(spec.python, list(pythons))
-        requirements = env_requirements(
-            spec, lambda path: read_file_at(git_dir, instance.environment_setup_commit, path), CondaMap.shipped()
-        )
+        read = lambda path: read_file_at(git_dir, instance.environment_setup_commit, path)  # noqa: E731
+        conda_map = CondaMap.shipped()
+        requirements = env_requirements(spec, read, conda_map)
+        # The C libraries conda would have installed: checked on the host like apt_packages.
+        spec = with_system_libraries(spec, read, conda_map)
         cutoff = commit_date(git_dir, instance.environment_setup_commit) if self.config.exclude_newer else None
         if self._index is None:
             self._index = host_index_settings()

@@ -145,6 +145,12 @@ def debian_packages(spec: EnvSpec, read: Callable[[str], str], conda_map: CondaM
     return list(found)
 
 
+def with_system_libraries(spec: EnvSpec, read: Callable[[str], str], conda_map: CondaMap) -> EnvSpec:
+    """``spec`` with the Debian packages of its conda-only C libraries added to ``apt_packages``."""
+    system = [p for p in debian_packages(spec, read, conda_map) if p not in spec.apt_packages]
+    return spec.model_copy(update={"apt_packages": [*spec.apt_packages, *system]}) if system else spec
+
+
 def env_requirements(spec: EnvSpec, read: Callable[[str], str], conda_map: CondaMap) -> list[str]:
     """The pip requirements for a spec's ``packages`` field.
 
