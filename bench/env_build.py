@@ -1,7 +1,7 @@
 """Build time and disk of environment images: cold, warm, per extra instance; projected to 113 and 500.
 
-    python bench/env_build.py --mirror-dir DIR --instance-ids a,b,c [--json]
-    python bench/env_build.py --from-fidelity /tmp/fidelity.json [--json]
+    python bench/env_build.py --mirror-dir DIR --instance-ids a,b,c [--from-fidelity R.json ...] [--json]
+    python bench/env_build.py --from-fidelity /tmp/fidelity.json [MORE.json ...] [--json]
 
 Measure mode builds each instance (images built one at a time, 2 cores) and
 times it as *cold* (its repo version's env layer was missing), *extra* (the env
@@ -71,9 +71,11 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
     return rows
 
 
-def from_fidelity(path: Path) -> list[dict[str, Any]]:
-    """Build rows from a fidelity report; without a recorded kind, an env's longest build was its cold one."""
-    report = json.loads(path.read_text())
+def from_fidelity(paths: list[Path]) -> list[dict[str, Any]]:
+    """Build rows from fidelity reports; without a recorded kind, an env's longest build was its cold one."""
+    report: dict[str, Any] = {}
+    for path in paths:
+        report.update(json.loads(path.read_text()))
     rows = []
     for iid, row in report.items():
         if "build_s" not in row or row.get("build_error"):
@@ -159,16 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror-dir", type=Path, default=None)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--instance-ids", default=None)
-    parser.add_argument("--from-fidelity", type=Path, default=None)
+    parser.add_argument("--from-fidelity", type=Path, nargs="+", default=None,
+                        help="Reports of bench/grading_fidelity.py (several: parallel runs).")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    console = Console(stderr=args.json, width=100)
-    if args.from_fidelity:
-        rows = from_fidelity(args.from_fidelity)
-    elif args.instance_ids:
-        rows = measure(args, console)
-    else:
-        parser.error("give --instance-ids to measure, or --from-fidelity REPORT")
+    console = Console(stderr=args.json, width=80)
+    if not args.from_fidelity and not args.instance_ids:
+        parser.error("give --instance-ids to measure, --from-fidelity REPORT, or both")
+    rows = from_fidelity(args.from_fidelity) if args.from_fidelity else []
+    if args.instance_ids:  # with reports too: their images are found, which times the warm lookup
+        rows += measure(args, console)
     env_disk, inst_disk = disk(rows)
     projected = projection(rows, env_disk, inst_disk, args.dataset, args.submissions)
     if args.json:
@@ -176,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = Table(title="environment builds (seconds on this machine)")
     for column in ("repo version", "cold", "extra", "warm", "env disk", "inst disk"):
-        table.add_column(column, justify="left" if column == "repo version" else "right")
+        table.add_column(column, justify="left" if column == "repo version" else "right", no_wrap=True)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[f"{row['repo']} {row['version']}"].append(row)
+        groups[f"{row['repo'].split('/')[-1]} {row['version']}"].append(row)
     for name, members in sorted(groups.items()):
         def cell(kind: str, members: list[dict[str, Any]] = members) -> str:
             values = [m["seconds"] for m in members if m["kind"] == kind]
