@@ -105,6 +105,18 @@ def test_post_install_runs_after_the_install_with_the_helpers_at_hand(docker_cli
     assert out.decode().strip() == "ran in /testbed"
 
 
+async def test_grading_reinstalls_offline_from_the_wheelhouse(built, docker_factory) -> None:  # type: ignore[no-untyped-def]
+    from codemonkeys.env.grading import WHEELHOUSE
+
+    async with docker_factory.sandbox(built.ref) as sandbox:  # no network
+        kept = await sandbox.exec(["ls", WHEELHOUSE])
+        assert "setuptools-" in kept.output and "wheel-" in kept.output  # pip's build requirements
+        again = await sandbox.exec(
+            ["sh", "-c", f"PIP_NO_INDEX=1 PIP_FIND_LINKS={WHEELHOUSE} python -m pip install -e . 2>&1"], timeout_s=300
+        )
+        assert again.exit_code == 0, again.output
+
+
 async def test_testbed_is_at_the_base_commit_without_future(built, docker_factory, fake) -> None:  # type: ignore[no-untyped-def]
     async with docker_factory.sandbox(built.ref) as sandbox:
         parent = await sandbox.exec(["git", "rev-parse", "HEAD^"])

@@ -54,7 +54,7 @@ def test_eval_script_follows_the_official_order() -> None:
         "export A_VAR='it'\"'\"'s'",
         "export LANG=C.UTF-8",
         f"git -c core.fileMode=false diff {'a' * 40}",
-        "PIP_NO_INDEX=1 python -m pip install -e .",  # sandboxes are offline: no index to wait on
+        "PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/codemonkeys/wheelhouse python -m pip install -e .",  # sandboxes are offline: no index to wait on
         f"git checkout {'a' * 40} tests/test_calc.py tests/data.json",
         "git apply -v - <<'EOF_114329324912'",
         f": '{START}'",
@@ -78,15 +78,15 @@ def test_install_step_is_skipped_only_when_asked_and_the_patch_builds_nothing() 
     skipped = eval_script(_instance(), SPEC, patch=code_only, reinstall="auto")
     assert "install step skipped" in skipped and "pip install -e ." not in skipped
     for patch, mode in ((setup, "auto"), (cython, "auto"), (code_only, "always")):
-        assert "PIP_NO_INDEX=1 python -m pip install -e ." in eval_script(_instance(), SPEC, patch=patch, reinstall=mode)
+        assert "PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/codemonkeys/wheelhouse python -m pip install -e ." in eval_script(_instance(), SPEC, patch=patch, reinstall=mode)
 
 
 def test_the_index_is_reached_only_with_grading_network_and_only_after_the_image_falls_short() -> None:
     offline = eval_script(_instance(), SPEC).splitlines()
     online = eval_script(_instance(), SPEC, network=True).splitlines()
-    assert "PIP_NO_INDEX=1 python -m pip install -e ." in offline
+    assert "PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/codemonkeys/wheelhouse python -m pip install -e ." in offline
     assert not any("|| python -m pip install" in line for line in offline)
-    assert "PIP_NO_INDEX=1 python -m pip install -e . || python -m pip install -e ." in online
+    assert "PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/codemonkeys/wheelhouse python -m pip install -e . || python -m pip install -e ." in online
 
 
 def test_django_directives_are_modules() -> None:
@@ -170,3 +170,17 @@ def test_matplotlib_image_comparison_failures_name_freetype() -> None:
     assert "FreeType 2.6.1" in (freetype_cause("matplotlib/matplotlib", failed) or "")
     assert freetype_cause("matplotlib/matplotlib", failed[2:]) is None  # not image comparisons
     assert freetype_cause("astropy/astropy", failed) is None
+    swapped = '{"freetype": "2.6.1", "source": "matplotlib-3.6.3-cp311-cp311-manylinux2014_x86_64.whl"}\n'
+    assert freetype_cause("matplotlib/matplotlib", failed, swapped) is None  # then the failures are the patch's
+    kept = '{"freetype": "unchanged", "error": "RuntimeError: no wheel for matplotlib>=3.6,<3.7"}\n'
+    assert "swap failed: RuntimeError: no wheel" in (freetype_cause("matplotlib/matplotlib", failed, kept) or "")
+
+
+def test_post_install_follows_the_reinstall_and_the_freetype_record_the_tests_see_is_printed() -> None:
+    from codemonkeys.env.grading import FREETYPE_RECORD
+
+    swap = "python /opt/codemonkeys/matplotlib_freetype.py /testbed"
+    lines = eval_script(_instance(), SPEC.model_copy(update={"post_install": [swap]})).splitlines()
+    install = lines.index("PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/codemonkeys/wheelhouse python -m pip install -e .")
+    # The re-install rebuilds what post_install replaced: it runs again, then its record is printed.
+    assert install < lines.index(swap) < lines.index(f"cat {FREETYPE_RECORD} 2>/dev/null || true") < lines.index(f": '{START}'")

@@ -62,13 +62,18 @@ def install_inputs_touched(patch: str) -> list[str]:
     return sorted(path for path in touched if _BUILD_INPUTS.search(path))
 
 
+# Build requirements kept at image build time (sandbox/env/wheelhouse.py), for the offline re-install.
+WHEELHOUSE = "/opt/codemonkeys/wheelhouse"
+
+
 def eval_script(
     instance: Instance, spec: EnvSpec, *, patch: str | None = None, reinstall: str = "always", network: bool = False
 ) -> str:
     """The bash script that applies the test patch and runs the tests (patch already applied).
 
     The install step runs as the harness's does, first without an index
-    (``PIP_NO_INDEX=1``: what the image has). Offline that is all there is, so
+    (``PIP_NO_INDEX=1``: what the image has, and the build requirements kept
+    in its :data:`WHEELHOUSE`). Offline that is all there is, so
     no index is waited on for nothing; with ``network`` (``grading.network``)
     a failed offline install is run again with the index, for what the image
     lacks, such as a dependency the patch adds. ``reinstall="auto"``
@@ -98,9 +103,11 @@ def eval_script(
         if reinstall == "auto" and patch is not None and not install_inputs_touched(patch):
             lines.append(": 'install step skipped: the patch touches no file it builds from (environment.grading_reinstall=auto)'")
         else:
-            offline = f"PIP_NO_INDEX=1 {spec.install}"
+            offline = f"PIP_NO_INDEX=1 PIP_FIND_LINKS={WHEELHOUSE} {spec.install}"
             lines.append(f"{offline} || {spec.install}" if network else offline)
+            lines += spec.post_install  # as at build time (matplotlib's FreeType swap, offline from its copy)
     lines += [
+        f"cat {FREETYPE_RECORD} 2>/dev/null || true",
         reset_tests,
         f"git apply -v - <<'{HEREDOC}'\n{instance.test_patch}\n{HEREDOC}",
         *spec.test_setup,
@@ -192,16 +199,25 @@ def needs_network(output: str) -> bool:
 _IMAGE_TEST = re.compile(r"\[(png|pdf|svg|eps)\]|image_comparison|test_.*image|baseline")
 
 
-def freetype_cause(repo: str, failed: list[str]) -> str | None:
-    """The known cause when matplotlib's failures are mostly image comparisons (FreeType is not 2.6.1 here)."""
+# What sandbox/env/matplotlib_freetype.py recorded at build time; the eval script prints it.
+FREETYPE_RECORD = "/opt/codemonkeys/freetype.json"
+_FREETYPE_LINE = re.compile(r'^\{"freetype": "([^"]*)"(?:.*"error": "([^"]*)")?', re.M)
+
+
+def freetype_cause(repo: str, failed: list[str], output: str = "") -> str | None:
+    """The known cause when matplotlib's failures are mostly image comparisons and FreeType is not 2.6.1."""
     if repo != "matplotlib/matplotlib" or not failed:
         return None
     images = sum(1 for name in failed if _IMAGE_TEST.search(name))
     if images * 2 < len(failed):
         return None
+    record = _FREETYPE_LINE.search(output)
+    if record and record.group(1) == "2.6.1":
+        return None  # the right FreeType: these failures are the patch's
+    why = f" (the ft2font swap failed: {record.group(2)})" if record and record.group(2) else ""
     return (
         f"{images} of {len(failed)} failing tests are image comparisons: matplotlib's baseline images need "
-        "FreeType 2.6.1, and this environment's matplotlib is built against Debian's FreeType (no 2.6.1 source here)"
+        f"FreeType 2.6.1, and this environment's matplotlib links another{why}"
     )
 
 
@@ -224,7 +240,7 @@ def report_from_output(instance: Instance, spec: EnvSpec, output: str, *, test_s
     network = needs_network(output.split(start, 1)[1].split(end, 1)[0])  # the tests' own output, not the install's
     if network:
         cause += "; the output shows network errors (tests need the internet?)"
-    freetype = freetype_cause(instance.repo, [*f2p["failure"], *p2p["failure"]])
+    freetype = freetype_cause(instance.repo, [*f2p["failure"], *p2p["failure"]], output)
     if freetype:
         cause += "; " + freetype
     return GradeReport(instance.instance_id, "unresolved", cause, tests=tests, test_s=test_s, needs_network=network)

@@ -35,6 +35,7 @@ from ..sandbox.base import EnvironmentRef
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at
 from .official import ACTIVATE, END, TESTBED_ENV, activation_delta, capture_script, split_capture
+from .grading import WHEELHOUSE
 from .plan import (
     VENV_PYTHON,
     EnvPlan,
@@ -74,7 +75,7 @@ _BUILDER_FILES = ("builder.Dockerfile.j2",)
 _PYTHON_FILES = ("python.Dockerfile.j2",)
 _ENV_FILES = ("env.Dockerfile.j2", "install_requirements.py", "system_setup.sh.j2")
 # Scripts a spec's ``post_install`` may run, copied into /opt/codemonkeys of every instance.
-INSTANCE_HELPERS = ("matplotlib_freetype.py",)
+INSTANCE_HELPERS = ("matplotlib_freetype.py", "wheelhouse.py")
 _INSTANCE_FILES = ("instance.Dockerfile.j2", "setup_repo.sh.j2", *INSTANCE_HELPERS)
 
 
@@ -333,6 +334,7 @@ class ImageBuilder:
                 "setup_repo.sh": self._render(
                     "setup_repo.sh.j2", pre_install=plan.repo_commands, deps_targets=plan.deps_targets,
                     install=plan.install, post_install=plan.post_install, installer_args=plan.env.installer_args,
+                    wheelhouse=WHEELHOUSE,
                 ),
                 "testbed": testbed,
                 **{name: _recipe_dir() / name for name in INSTANCE_HELPERS},

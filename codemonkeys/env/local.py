@@ -64,6 +64,7 @@ from ..sandbox.base import TESTBED, EnvironmentRef
 from ..sandbox.bwrap_backend import BASE_PATH, SYSTEM_DIRS, bwrap_available
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at, repo_slug
+from .grading import WHEELHOUSE
 from .images import INSTANCE_HELPERS, BuiltImage, available_pythons, host_index_settings, recipe_digest
 from .localbuild import (
     BuildLog,
@@ -396,7 +397,7 @@ class LocalEnvBuilder:
                 raise build_log.failure(str(exc)) from exc
             script = self._templates.get_template("setup_repo.sh.j2").render(
                 pre_install=plan.repo_commands, deps_targets=plan.deps_targets, install=plan.install,
-                post_install=plan.post_install,
+                post_install=plan.post_install, wheelhouse=WHEELHOUSE,
                 installer_args=shlex.join(with_python(plan.env.installer_args, f"{python_path}/bin/python")),
             )
             (tmp / "codemonkeys" / "setup_repo.sh").write_text(script, encoding="utf-8")

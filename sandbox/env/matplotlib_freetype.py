@@ -9,6 +9,8 @@ wheel of the checkout's own minor series (same CPython, same C++ source up to
 patch releases), then checks it renders text and mathtext. Any failure keeps
 the source-built module: the image still builds, and grading names FreeType
 as the cause. The outcome is written to ``/opt/codemonkeys/freetype.json``.
+The module is kept in ``/opt/codemonkeys/ft2font/``: grading re-runs this
+after its re-install (which rebuilds ft2font from source), offline.
 
 Run inside the instance build, after the install command, as
 ``python /opt/codemonkeys/matplotlib_freetype.py [TESTBED]``.
@@ -28,6 +30,7 @@ import zipfile
 
 WANTED = "2.6.1"
 REPORT = "/opt/codemonkeys/freetype.json"
+KEPT = "/opt/codemonkeys/ft2font"
 PROBE = (
     "import io, matplotlib; matplotlib.use('Agg'); import matplotlib.ft2font as f, matplotlib.pyplot as plt; "
     "fig = plt.figure(); fig.text(0.5, 0.5, 'Text $x^2$'); fig.savefig(io.BytesIO(), format='png'); "
@@ -65,21 +68,28 @@ def release_wheel(major: int, minor: int, dest: str) -> str:
     return wheels[0]
 
 
-def main(testbed: str) -> dict[str, str]:
+def kept_module(kept: str, wanted_name: str) -> tuple[str, str] | None:
+    """``(path, wheel name)`` of the module kept by an earlier run, if any."""
+    path = os.path.join(kept, wanted_name)
+    source = os.path.join(kept, "source.txt")
+    if os.path.isfile(path) and os.path.isfile(source):
+        with open(source) as handle:
+            return path, handle.read().strip()
+    return None
+
+
+def main(testbed: str, kept: str = KEPT) -> dict[str, str]:
     version, target = probe(testbed)
     if version == WANTED:
         return {"freetype": version, "source": "built"}
-    major, minor = series(testbed)
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = release_wheel(major, minor, tmp)
-        with zipfile.ZipFile(wheel) as archive:
-            names = [n for n in archive.namelist() if re.fullmatch(r"matplotlib/ft2font\.[^/]*\.so", n)]
-            if not names:
-                raise RuntimeError(f"{os.path.basename(wheel)} has no ft2font extension")
-            backup = target + ".source-built"
-            shutil.copy2(target, backup)
-            with archive.open(names[0]) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+    backup = target + ".source-built"
+    found = kept_module(kept, os.path.basename(target))
+    if found is not None:
+        shutil.copy2(target, backup)
+        shutil.copyfile(found[0], target)
+        wheel = found[1]
+    else:
+        wheel = fetch_module(testbed, target, backup)
     try:
         swapped, _ = probe(testbed)
         if swapped != WANTED:
@@ -88,7 +98,27 @@ def main(testbed: str) -> dict[str, str]:
         shutil.move(backup, target)
         raise
     os.remove(backup)
-    return {"freetype": swapped, "source": os.path.basename(wheel), "replaced": version}
+    if found is None:  # kept only once it has drawn
+        os.makedirs(kept, exist_ok=True)
+        shutil.copyfile(target, os.path.join(kept, os.path.basename(target)))
+        with open(os.path.join(kept, "source.txt"), "w") as handle:
+            handle.write(wheel + "\n")
+    return {"freetype": swapped, "source": wheel, "replaced": version}
+
+
+def fetch_module(testbed: str, target: str, backup: str) -> str:
+    """Put the series wheel's ft2font at ``target`` (the built one at ``backup``); returns the wheel's name."""
+    major, minor = series(testbed)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = release_wheel(major, minor, tmp)
+        with zipfile.ZipFile(wheel) as archive:
+            names = [n for n in archive.namelist() if re.fullmatch(r"matplotlib/ft2font\.[^/]*\.so", n)]
+            if not names:
+                raise RuntimeError(f"{os.path.basename(wheel)} has no ft2font extension")
+            shutil.copy2(target, backup)
+            with archive.open(names[0]) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return os.path.basename(wheel)
 
 
 if __name__ == "__main__":
