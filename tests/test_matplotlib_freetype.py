@@ -10,13 +10,13 @@ matplotlib instances.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_support import load_script
 
 from codemonkeys.env.images import INSTANCE_HELPERS
 from codemonkeys.env.specs import SpecRegistry
@@ -28,11 +28,7 @@ SO = "ft2font.cpython-311-x86_64-linux-gnu.so"
 
 @pytest.fixture
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("matplotlib_freetype", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _wheel(folder: Path, content: bytes) -> str:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_support import load_script
 
 from codemonkeys.resources import resource_dir
 
 
 @pytest.fixture(scope="module")
 def wheelhouse() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("wheelhouse", resource_dir("sandbox") / "env" / "wheelhouse.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(resource_dir("sandbox") / "env" / "wheelhouse.py")
 
 
 def test_build_requirements_follow_pips_rules(wheelhouse: ModuleType, tmp_path: Path) -> None:
