@@ -36,7 +36,7 @@ from rich.table import Table
 
 from codemonkeys.config import EnvironmentConfig, SandboxConfig
 from codemonkeys.env.images import BuiltImage, ImageBuilder
-from codemonkeys.env.validate import cpu_factories, grade_patch, load_report, write_report
+from codemonkeys.env.validate import TIMED_OUT, cpu_factories, grade_patch, load_report, write_report
 from codemonkeys.sandbox.factory import make_sandbox_factory
 from codemonkeys.swebench.instances import Instance, load_instances
 
@@ -154,6 +154,13 @@ async def _grade(factory: Any, built: BuiltImage, instance: Instance, spec: Any,
     return graded.as_dict()
 
 
+def current(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as grade_patch grades now: reports written before it graded a timeout unresolved said "error"."""
+    if entry["status"] == "error" and str(entry.get("cause") or "").startswith(TIMED_OUT):
+        return {**entry, "status": "unresolved"}
+    return entry
+
+
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     repos: dict[str, dict[str, Any]] = {}
     for iid, row in sorted(report.items()):
@@ -171,6 +178,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         for name, entry in grades.items():
             if name == "gold":
                 continue
+            entry = current(entry)
             repo["graded"] += 1
             repo["setup_hunks"] += len(entry.get("setup_hunks_dropped") or [])
             official = bool(entry["official"])

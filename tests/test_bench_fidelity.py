@@ -38,13 +38,14 @@ def test_agreement_counts_and_causes(bench: ModuleType) -> None:
             "s1": _grade("unresolved", True),
             "s2": _grade("error", False, cause="docker died"),
             "s3": _grade("unresolved", True, flaky=True),
+            "s4": _grade("error", False, cause="tests timed out after 1800 s"),  # an older report's timeout
         }},
     }
     summary = bench.summarize(report)
     a, b, total = summary["repos"]["a/a"], summary["repos"]["b/b"], summary["total"]
     assert (a["instances"], a["graded"], a["agree"], a["network"], a["gold_resolved"], a["setup_hunks"]) == (2, 4, 2, 1, 1, 1)
-    assert (b["graded"], b["agree"], b["network"]) == (3, 0, 0)
-    assert (total["graded"], total["agree"], total["network"]) == (7, 2, 1)
+    assert (b["graded"], b["agree"], b["network"]) == (4, 1, 0)
+    assert (total["graded"], total["agree"], total["network"]) == (8, 3, 1)
     causes = {(d["instance"], d["submission"]): d["cause"] for r in summary["repos"].values() for d in r["disagreements"]}
     assert causes[("a__a-1", "s3")].startswith("patch does not apply")
     assert causes[("a__a-2", "s1")].startswith("network") and "gold patch fails here too" in causes[("a__a-2", "s1")]

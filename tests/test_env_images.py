@@ -175,6 +175,16 @@ async def test_specs_asking_for_cpus_get_them(built, docker_factory, instance: I
     assert asked == [2.0] and report[instance.instance_id]["status"] == "resolved"
 
 
+async def test_tests_that_never_finish_grade_unresolved_as_the_harness(built, builder: ImageBuilder, docker_factory, instance: Instance) -> None:  # type: ignore[no-untyped-def]
+    from codemonkeys.env.validate import grade_patch
+
+    hangs = instance.patch.replace('raise ZeroDivisionError("division by zero")', "import time; time.sleep(600)")
+    assert hangs != instance.patch
+    spec = builder.registry.get(instance.repo, instance.version)
+    report = await grade_patch(docker_factory, built.ref, instance, spec, hangs, timeout_s=20)
+    assert report.status == "unresolved" and report.cause == "tests timed out after 20 s"
+
+
 async def test_build_failures_are_errors_and_resume_skips_finished(builder: ImageBuilder, docker_factory, instance: Instance, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     class Broken:
         def ensure_instance(self, _instance: Instance):  # type: ignore[no-untyped-def]

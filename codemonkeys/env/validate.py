@@ -49,6 +49,9 @@ class ImageSource(Protocol):
     def ensure_instance(self, instance: Instance) -> Any: ...
 
 
+TIMED_OUT = "tests timed out"
+
+
 async def grade_patch(
     factory: SandboxFactory,
     ref: EnvironmentRef,
@@ -89,7 +92,11 @@ async def grade_patch(
         )
         elapsed = time.monotonic() - started
         if result.timed_out:
-            return GradeReport(instance.instance_id, "error", f"tests timed out after {timeout_s:.0f} s", test_s=elapsed)
+            # As the harness: a run that never finishes is graded unresolved (the patch's outcome, not infra).
+            return GradeReport(
+                instance.instance_id, "unresolved", f"{TIMED_OUT} after {timeout_s:.0f} s", test_s=elapsed,
+                setup_hunks_dropped=dropped.dropped,
+            )
         output = await sandbox.read_file(EVAL_OUTPUT)
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
