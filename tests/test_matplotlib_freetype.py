@@ -114,4 +114,6 @@ def test_matplotlib_specs_run_the_shipped_helper() -> None:
     for version in ("3.0", "3.5", "3.6", "3.7"):
         spec = SpecRegistry.default().get("matplotlib/matplotlib", version)
         assert any(SCRIPT.name in command for command in spec.post_install)
+        assert not any("qhull.org" in c for c in spec.setup_commands)  # downloads dropped...
+        assert spec.setup_commands[-1] == "mkdir -p lib/matplotlib/backends/web_backend/jquery-ui-1.12.1"  # ...stood in for
     assert SpecRegistry.default().get("django/django", "3.0").post_install == []

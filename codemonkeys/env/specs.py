@@ -57,6 +57,8 @@ class EnvSpec(BaseModel):
     env_vars: dict[str, str] = Field(default_factory=dict)
     # Regexes: pre_install commands that match are dropped (downloads that cannot work offline).
     pre_install_exclude: list[str] = []
+    # Commands run after the kept pre_install ones (offline stand-ins for what a dropped one fetched).
+    pre_install_extra: list[str] = []
     # Files written into the environment layer (absolute path -> text), e.g. build options.
     system_files: dict[str, str] = Field(default_factory=dict)
     # Commands run in /testbed after ``install``, in the instance layer (matplotlib's FreeType swap).
@@ -64,9 +66,9 @@ class EnvSpec(BaseModel):
 
     @property
     def setup_commands(self) -> list[str]:
-        """``pre_install`` without the excluded commands."""
+        """``pre_install`` without the excluded commands, then ``pre_install_extra``."""
         patterns = [re.compile(p) for p in self.pre_install_exclude]
-        return [c for c in self.pre_install if not any(p.search(c) for p in patterns)]
+        return [c for c in self.pre_install if not any(p.search(c) for p in patterns)] + self.pre_install_extra
 
     @property
     def test_command(self) -> str:
