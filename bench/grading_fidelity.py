@@ -74,7 +74,7 @@ def load_submissions(folder: Path) -> dict[str, tuple[dict[str, str], set[str]]]
     return found
 
 
-NETWORK = "network: tests want the internet (grading.network=true on a machine with internet)"
+NETWORK = "network: tests want the internet"
 
 
 def cause_of(entry: dict[str, Any], gold: dict[str, Any] | None, official: bool) -> str:
@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                       _pct(repo["agree"], repo["graded"] - repo["network"]), str(repo["setup_hunks"]))
     console.print(table)
     console.print("inst: instances; gold: gold patch resolved here; net: disagreements whose tests want the "
-                  "internet, which these sandboxes lack (%off leaves them out); setup: setup hunks dropped.",
+                  "internet, which these sandboxes lack (%off leaves them out; grading.network=true on a machine with "
+                  "internet lets them run); setup: setup hunks dropped.",
                   highlight=False)
     for name, repo in sorted(summary["repos"].items()):
         for d in repo["disagreements"]:
