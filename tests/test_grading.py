@@ -74,6 +74,10 @@ def test_install_step_is_skipped_only_when_asked_and_the_patch_builds_nothing() 
     setup = code_only.replace("calc.py", "setup.py")
     cython = code_only.replace("calc.py", "pkg/_speed.pyx")
     assert install_inputs_touched(code_only) == []
+    short_hunk = "diff --git a/setup.py b/setup.py\n--- a/setup.py\n+++ b/setup.py\n@@ -1,5 +1,5 @@\n-a\n+b\n"
+    assert install_inputs_touched(short_hunk) == ["setup.py"]  # hunks that do not parse: the headers still count
+    renamed = "diff --git a/pkg/old.pyx b/pkg/new.pyx\nsimilarity index 100%\nrename from pkg/old.pyx\nrename to pkg/new.pyx\n"
+    assert install_inputs_touched(renamed) == ["pkg/new.pyx", "pkg/old.pyx"]
     assert install_inputs_touched(setup) == ["setup.py"] and install_inputs_touched(cython) == ["pkg/_speed.pyx"]
     skipped = eval_script(_instance(), SPEC, patch=code_only, reinstall="auto")
     assert "install step skipped" in skipped and "pip install -e ." not in skipped

@@ -53,12 +53,18 @@ _BUILD_INPUTS = re.compile(
 )
 
 
-def install_inputs_touched(patch: str) -> list[str]:
-    """The files of ``patch`` that the install step builds from (empty: reinstalling changes nothing)."""
-    from swebench.harness.utils import get_modified_files
+# Every file a diff names: old and new sides, and git's header (renames, mode-only changes).
+_DIFF_PATHS = re.compile(r"^(?:--- a/|\+\+\+ b/)(\S+)|^diff --git a/(\S+) b/(\S+)", re.M)
 
-    touched = set(get_modified_files(patch))
-    touched.update(re.findall(r"^\+\+\+ b/(\S+)", patch, flags=re.M))  # new files too
+
+def install_inputs_touched(patch: str) -> list[str]:
+    """The files of ``patch`` that the install step builds from (empty: reinstalling changes nothing).
+
+    Read from the headers alone, so a patch whose hunks do not parse (real
+    submissions have some) still counts: a parser error here would skip the
+    install for the one patch that most needs a look.
+    """
+    touched = {path for match in _DIFF_PATHS.finditer(patch) for path in match.groups() if path}
     return sorted(path for path in touched if _BUILD_INPUTS.search(path))
 
 
