@@ -106,7 +106,7 @@ def test_post_install_runs_after_the_install_with_the_helpers_at_hand(docker_cli
 
 
 async def test_grading_reinstalls_offline_from_the_wheelhouse(built, docker_factory) -> None:  # type: ignore[no-untyped-def]
-    from codemonkeys.env.grading import WHEELHOUSE
+    from codemonkeys.env.plan import WHEELHOUSE
 
     async with docker_factory.sandbox(built.ref) as sandbox:  # no network
         kept = await sandbox.exec(["ls", WHEELHOUSE])

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from ..errors import DataError
 from ..swebench.instances import Instance
+from .plan import WHEELHOUSE
 from .specs import EnvSpec
 
 HEREDOC = "EOF_114329324912"
@@ -66,10 +67,6 @@ def install_inputs_touched(patch: str) -> list[str]:
     """
     touched = {path for match in _DIFF_PATHS.finditer(patch) for path in match.groups() if path}
     return sorted(path for path in touched if _BUILD_INPUTS.search(path))
-
-
-# Build requirements kept at image build time (sandbox/env/wheelhouse.py), for the offline re-install.
-WHEELHOUSE = "/opt/codemonkeys/wheelhouse"
 
 
 def eval_script(

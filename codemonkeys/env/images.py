@@ -35,9 +35,9 @@ from ..sandbox.base import EnvironmentRef
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at
 from .official import ACTIVATE, END, TESTBED_ENV, activation_delta, capture_script, split_capture
-from .grading import WHEELHOUSE
 from .plan import (
     VENV_PYTHON,
+    WHEELHOUSE,
     EnvPlan,
     IndexSettings,
     InstancePlan,
@@ -74,7 +74,8 @@ def recipe_digest(*names: str) -> str:
 _BUILDER_FILES = ("builder.Dockerfile.j2",)
 _PYTHON_FILES = ("python.Dockerfile.j2",)
 _ENV_FILES = ("env.Dockerfile.j2", "install_requirements.py", "system_setup.sh.j2")
-# Scripts a spec's ``post_install`` may run, copied into /opt/codemonkeys of every instance.
+# Scripts copied into /opt/codemonkeys of every instance: the wheelhouse step every install
+# ends with, and what a spec's ``post_install`` may run.
 INSTANCE_HELPERS = ("matplotlib_freetype.py", "wheelhouse.py")
 _INSTANCE_FILES = ("instance.Dockerfile.j2", "setup_repo.sh.j2", *INSTANCE_HELPERS)
 

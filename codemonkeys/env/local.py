@@ -64,7 +64,6 @@ from ..sandbox.base import TESTBED, EnvironmentRef
 from ..sandbox.bwrap_backend import BASE_PATH, SYSTEM_DIRS, bwrap_available
 from ..swebench.instances import Instance
 from ..swebench.repo import RepoSource, commit_date, materialize, read_file_at, repo_slug
-from .grading import WHEELHOUSE
 from .images import INSTANCE_HELPERS, BuiltImage, available_pythons, host_index_settings, recipe_digest
 from .localbuild import (
     BuildLog,
@@ -80,7 +79,7 @@ from .localbuild import (
     run_logged,
     staging,
 )
-from .plan import EnvPlan, IndexSettings, InstancePlan, content_key, plan_environment, plan_instance
+from .plan import WHEELHOUSE, EnvPlan, IndexSettings, InstancePlan, content_key, plan_environment, plan_instance
 from .requirements import CondaMap, env_requirements, with_system_libraries
 from .specs import SpecRegistry, choose_python
 

@@ -23,6 +23,8 @@ TESTBED = "/testbed"
 # The environment's interpreter in every image: /opt/venv links to the Python prefix packages go into.
 VENV_PYTHON = "/opt/venv/bin/python"
 BUILD_CONSTRAINTS = "/opt/codemonkeys/build-constraints.txt"
+# Build requirements each instance keeps (sandbox/env/wheelhouse.py), for grading's offline re-install.
+WHEELHOUSE = "/opt/codemonkeys/wheelhouse"
 # Heads of pre-install commands that change the system, not the repository: they go to the shared layer.
 # When each CPython minor version came out. Packages older than the interpreter often do not run
 # on it (2013's setuptools on 3.9) or lack what the spec's test command needs (pytest < 3 has no
