@@ -75,19 +75,40 @@ def uv(args, python, cutoff, exempt, extra_index, reinstall=False):
     return proc.returncode, output
 
 
+# uv's words for a package none of whose releases is older than the cut-off (codecov's
+# were all deleted from PyPI in 2023): no date makes the set satisfiable.
+VANISHED = re.compile(r"there (?:are|is) no versions of ([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def vanished(output):
+    """Packages the resolver found no release of before the cut-off."""
+    return sorted(set(VANISHED.findall(output)))
+
+
 def install_set(lines, python, dates, extra_index, reinstall=False):
-    """Try the whole set under each cut-off; returns (ok, built_but_failed)."""
+    """Try the whole set under each cut-off; returns (ok, built_but_failed).
+
+    A package with no release before a cut-off is exempted from it (a release
+    of any date will do), and the same cut-off is tried again for the rest.
+    """
     handle = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
     handle.write("\n".join(lines) + "\n")
     handle.close()
     try:
         for cutoff in dates:
-            if cutoff and later_wheels(handle.name, python, cutoff, lines, extra_index, reinstall):
-                return True, False
-            code, output = uv(["install", "-r", handle.name], python, cutoff, pinned_names(lines), extra_index, reinstall)
-            note_source_builds(output)
-            if code == 0:
-                return True, False
+            exempt = pinned_names(lines)
+            for _ in range(len(lines) + 1):  # each retry exempts one more package at least
+                if cutoff and later_wheels(handle.name, python, cutoff, exempt, extra_index, reinstall):
+                    return True, False
+                code, output = uv(["install", "-r", handle.name], python, cutoff, exempt, extra_index, reinstall)
+                note_source_builds(output)
+                if code == 0:
+                    return True, False
+                gone = [name for name in vanished(output) if name not in exempt] if cutoff else []
+                if not gone:
+                    break
+                log("no release before " + cutoff + " of " + ", ".join(gone) + ": exempt from the cut-off")
+                exempt = exempt + gone
             if not any(marker in output for marker in UNSATISFIABLE):
                 return False, True
         return False, False
@@ -95,7 +116,7 @@ def install_set(lines, python, dates, extra_index, reinstall=False):
         os.unlink(handle.name)
 
 
-def later_wheels(path, python, cutoff, lines, extra_index, reinstall):
+def later_wheels(path, python, cutoff, exempt, extra_index, reinstall):
     """Resolve as of the cut-off, then install those exact versions with no cut-off.
 
     Same versions, so the same code; but a wheel of a version uploaded after
@@ -107,7 +128,7 @@ def later_wheels(path, python, cutoff, lines, extra_index, reinstall):
     pins.close()
     try:
         code, output = uv(["compile", path, "-o", pins.name, "--no-header", "--no-annotate", "--quiet"],
-                          python, cutoff, pinned_names(lines), extra_index)
+                          python, cutoff, exempt, extra_index)
         if code != 0:
             return False
         code, output = uv(["install", "-r", pins.name], python, None, [], extra_index, reinstall)
