@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=Path("grading_fidelity.json"))
     parser.add_argument("--also", type=Path, action="append", default=[],
-                        help="More reports (e.g. from parallel runs) merged into the summary.")
+                        help="More reports (parallel runs, reruns) merged into the summary; later ones win.")
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--instance-ids", default=None)
     parser.add_argument("--repos", default=None)
@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     console = Console(stderr=args.json, width=80)
     report = load_report(args.output) if args.summary_only else asyncio.run(run(args, console))
-    for more in args.also:
-        report = {**load_report(more), **report}
+    for more in args.also:  # in order: a later report's row of an instance replaces an earlier one's
+        report = {**report, **load_report(more)}
     summary = summarize(report)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -80,6 +80,13 @@ def uv(args, python, cutoff, exempt, extra_index, reinstall=False):
 VANISHED = re.compile(r"there (?:are|is) no versions of ([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
+# Packages whose old releases PyPI no longer serves (their authors deleted them; one later
+# release was put back). A resolver under a cut-off does not fail on them when they are a
+# dependency: it quietly backtracks to whatever did not need them (pytest 3.5.1, which
+# predates atomicwrites, for every "pytest" as of 2018-2021). So they never get the cut-off.
+LOST_HISTORY = ("atomicwrites", "codecov")
+
+
 def vanished(output):
     """Packages the resolver found no release of before the cut-off."""
     return sorted(set(VANISHED.findall(output)))
@@ -96,7 +103,7 @@ def install_set(lines, python, dates, extra_index, reinstall=False):
     handle.close()
     try:
         for cutoff in dates:
-            exempt = pinned_names(lines)
+            exempt = pinned_names(lines) + list(LOST_HISTORY)
             for _ in range(len(lines) + 1):  # each retry exempts one more package at least
                 if cutoff and later_wheels(handle.name, python, cutoff, exempt, extra_index, reinstall):
                     return True, False
@@ -203,7 +210,7 @@ def deps(targets, python, dates, extra_index):
             handle.write("\n".join(prefs) + "\n")
         code, output = uv(
             ["compile", inputs, "-o", output_file, "--no-header", "--no-annotate"],
-            python, cutoff, pinned_names(prefs), extra_index,
+            python, cutoff, pinned_names(prefs) + list(LOST_HISTORY), extra_index,
         )
         if code == 0:
             break
