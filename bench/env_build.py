@@ -67,7 +67,7 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         warm = time.monotonic() - started
         rows.append({"instance": instance.instance_id, "repo": instance.repo, "version": instance.version, "kind": kind,
                      "seconds": round(first, 1), "warm_s": round(warm, 2), "image": built.ref.image, "env": built.env_tag})
-        console.print(f"{instance.instance_id}: {kind} {first:.0f} s, warm {warm:.1f} s", highlight=False)
+        console.print(f"{instance.instance_id}: {kind} {first:.1f} s, then warm {warm:.2f} s", highlight=False)
     return rows
 
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = [m["warm_s"] for m in members if m.get("warm_s") is not None]
         env = [env_disk[m["env"]] for m in members if m.get("env") in env_disk]
         inst = [inst_disk[m["instance"]] for m in members if m["instance"] in inst_disk]
-        table.add_row(name, cell("cold"), cell("extra"), f"{statistics.mean(warm):.1f}" if warm else "-",
+        table.add_row(name, cell("cold"), cell("extra"), f"{statistics.mean(warm):.2f}" if warm else "-",
                       human(env[0]) if env else "-", human(int(statistics.mean(inst))) if inst else "-")
     console.print(table)
     proj = Table(title="projection (one build at a time on this machine)")
