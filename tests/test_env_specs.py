@@ -31,6 +31,13 @@ def test_swebench_specs_come_through_with_their_repo_maps() -> None:
     assert SpecRegistry().get("pydata/xarray", "2022.06").env_yml_paths[0] == "ci/requirements/environment.yml"
 
 
+def test_xarray_gets_a_pydap_that_imports_on_its_python() -> None:
+    spec = SpecRegistry.default().get("pydata/xarray", "2022.06")
+    assert spec.pip_packages[0] == "numpy==1.23.0"  # swebench's pins stay
+    assert spec.all_pip_packages[-1] == "pydap>=3.4"
+    assert _plan(spec, []).pip_packages[-1] == "pydap>=3.4"
+
+
 def test_overrides_merge_over_swebench_and_describe_unknown_repos(tmp_path: Path) -> None:
     registry = SpecRegistry([
         {"django/django": {"*": {"apt_packages": ["tzdata"]}, "3.0": {"python": "3.7"}}},

@@ -205,7 +205,7 @@ def plan_environment(
     seed = ["setuptools", "wheel"]
     key = content_key(
         "env", python_tag, repo, version, cutoff_text, env_vars, spec.apt_packages, system, spec.system_files,
-        seed_pip, seed, list(build_constraints), list(requirements), spec.pip_packages, args, recipe_digest,
+        seed_pip, seed, list(build_constraints), list(requirements), spec.all_pip_packages, args, recipe_digest,
     )
     slug = re.sub(r"[^a-z0-9_.-]", "_", f"{repo.replace('/', '__')}-{version}".lower())
     return EnvPlan(
@@ -222,7 +222,7 @@ def plan_environment(
         seed=seed,
         build_constraints=list(build_constraints),
         requirements=list(requirements),
-        pip_packages=list(spec.pip_packages),
+        pip_packages=spec.all_pip_packages,
         installer_args=args,
         key=key,
         tag=f"{image_prefix}/env.{slug}:{key[:16]}",

@@ -61,6 +61,9 @@ class EnvSpec(BaseModel):
     pre_install_extra: list[str] = []
     # Files written into the environment layer (absolute path -> text), e.g. build options.
     system_files: dict[str, str] = Field(default_factory=dict)
+    # pip packages installed after the spec's own ``pip_packages`` (ours: what an offline
+    # resolution as of the date gets wrong, e.g. a release older than the spec's Python).
+    pip_packages_extra: list[str] = []
     # Commands run in /testbed after ``install``, in the instance layer (matplotlib's FreeType swap).
     post_install: list[str] = []
 
@@ -69,6 +72,11 @@ class EnvSpec(BaseModel):
         """``pre_install`` without the excluded commands, then ``pre_install_extra``."""
         patterns = [re.compile(p) for p in self.pre_install_exclude]
         return [c for c in self.pre_install if not any(p.search(c) for p in patterns)] + self.pre_install_extra
+
+    @property
+    def all_pip_packages(self) -> list[str]:
+        """``pip_packages``, then ``pip_packages_extra``."""
+        return [*self.pip_packages, *self.pip_packages_extra]
 
     @property
     def test_command(self) -> str:
