@@ -52,3 +52,17 @@ def test_a_package_without_old_releases_is_exempt_and_the_rest_keep_the_date(
     assert {c["cutoff"] for c in calls if c["cutoff"]} == {"2019-05-17T00:00:00Z"}
     assert calls[-2] == {"verb": "compile", "cutoff": "2019-05-17T00:00:00Z", "exempt": ["numpy", "atomicwrites", "codecov"]}
     assert calls[-1]["verb"] == "install" and calls[-1]["cutoff"] is None  # the resolved versions, later wheels allowed
+
+
+def test_source_builds_and_failures_are_recorded_one_per_line(
+    script: tuple[ModuleType, list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, _ = script
+    monkeypatch.setattr(module, "SOURCE_BUILDS", str(tmp_path / "codemonkeys" / "source-builds.txt"))
+    monkeypatch.setattr(module, "FAILED_LOG", str(tmp_path / "codemonkeys" / "failed.txt"))
+    module.note_source_builds("Resolved 3 packages\n   Built numpy==1.16.3\n   Built pyyaml==5.1\n")
+    module.note_source_builds("nothing built\n")
+    module.record_failures(["cartopy", "scitools-iris"])
+    module.record_failures([])
+    assert (tmp_path / "codemonkeys" / "source-builds.txt").read_text() == "numpy==1.16.3\npyyaml==5.1\n"
+    assert (tmp_path / "codemonkeys" / "failed.txt").read_text() == "cartopy\nscitools-iris\n"

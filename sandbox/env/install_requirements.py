@@ -149,30 +149,26 @@ SOURCE_BUILDS = "/opt/codemonkeys/source-builds.txt"
 BUILT = re.compile(r"^\s*Built (\S+)", re.M)
 
 
-def note_source_builds(output):
-    """Record the packages built from source (slow on 2 cores), one per line in SOURCE_BUILDS."""
-    built = BUILT.findall(output)
-    if not built:
+def append_lines(path, lines, what):
+    """Add ``lines`` to the record at ``path`` (one per line) and log them as ``what``."""
+    if not lines:
         return
-    directory = os.path.dirname(SOURCE_BUILDS)
+    directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory)
-    with open(SOURCE_BUILDS, "a") as handle:
-        for name in built:
-            handle.write(name + "\n")
-    log("built from source: " + ", ".join(built))
+    with open(path, "a") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+    log(what + ": " + ", ".join(lines))
+
+
+def note_source_builds(output):
+    """Record the packages built from source (slow on 2 cores), one per line in SOURCE_BUILDS."""
+    append_lines(SOURCE_BUILDS, BUILT.findall(output), "built from source")
 
 
 def record_failures(failed):
-    if not failed:
-        return
-    directory = os.path.dirname(FAILED_LOG)
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
-    with open(FAILED_LOG, "a") as handle:
-        for line in failed:
-            handle.write(line + "\n")
-    log("could not install: " + ", ".join(failed))
+    append_lines(FAILED_LOG, failed, "could not install")
 
 
 def install(lines, python, dates, extra_index, reinstall=False):
