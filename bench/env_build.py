@@ -34,7 +34,7 @@ from rich.table import Table
 
 from codemonkeys.config import EnvironmentConfig
 from codemonkeys.env.images import ImageBuilder
-from codemonkeys.env.inventory import ImageInfo, human, own_bytes
+from codemonkeys.env.inventory import ImageInfo, human, images_from, own_bytes
 from codemonkeys.swebench.instances import load_instances
 
 HERE = Path(__file__).resolve().parents[1]
@@ -43,12 +43,7 @@ HERE = Path(__file__).resolve().parents[1]
 def _images() -> list[ImageInfo]:
     import docker
 
-    client = docker.from_env(timeout=600)
-    out = []
-    for item in client.df().get("Images") or []:
-        layers = client.api.inspect_image(item["Id"]).get("RootFS", {}).get("Layers") or []
-        out.append(ImageInfo.from_df(item, layers))
-    return out
+    return images_from(docker.from_env(timeout=600))
 
 
 def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:

@@ -91,15 +91,10 @@ def _images() -> list[Any]:
     """Every image with its sizes and container count (``docker system df``)."""
     import docker
 
-    from ..env.inventory import ImageInfo
+    from ..env.inventory import images_from
 
     try:
-        client = docker.from_env(timeout=600)
-        infos = []
-        for item in client.df().get("Images") or []:
-            layers = client.api.inspect_image(item["Id"]).get("RootFS", {}).get("Layers") or []
-            infos.append(ImageInfo.from_df(item, layers))
-        return infos
+        return images_from(docker.from_env(timeout=600))
     except docker.errors.DockerException as exc:
         from ..errors import SandboxError
 

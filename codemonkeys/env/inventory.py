@@ -193,3 +193,12 @@ def human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+def images_from(client: Any) -> list[ImageInfo]:
+    """Every image a Docker client reports (``docker system df``), with its layers; the one read the rest works on."""
+    infos = []
+    for item in client.df().get("Images") or []:
+        layers = client.api.inspect_image(item["Id"]).get("RootFS", {}).get("Layers") or []
+        infos.append(ImageInfo.from_df(item, layers))
+    return infos
