@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sandbox_support import docker_client as _docker_client  # noqa: F401
 
 from codemonkeys.config import EnvironmentConfig, SandboxConfig
 from codemonkeys.env.images import ImageBuilder, available_pythons, recipe_digest
@@ -33,17 +34,6 @@ def _python() -> str:
     if not usable:
         pytest.skip(f"no CPython >= 3.8 under {PYENV}/versions")
     return "3.11" if "3.11" in usable else usable[-1]
-
-
-@pytest.fixture(scope="module")
-def docker_client():  # type: ignore[no-untyped-def]
-    from codemonkeys.errors import SandboxError
-    from codemonkeys.sandbox.docker_backend import connect
-
-    try:
-        return connect()
-    except SandboxError as exc:
-        pytest.skip(f"no Docker daemon answers: {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_support import docker_client as _docker_client  # noqa: F401
 
 from codemonkeys.config import EnvironmentConfig, SandboxConfig
 from codemonkeys.env.grading import GradeReport
@@ -50,17 +51,6 @@ def test_activation_delta_keeps_what_activation_changed() -> None:
     }
     assert split_capture("A=1\0")[1] == {}
     assert "conda activate testbed" in capture_script()
-
-
-@pytest.fixture(scope="module")
-def docker_client():  # type: ignore[no-untyped-def]
-    from codemonkeys.errors import SandboxError
-    from codemonkeys.sandbox.docker_backend import connect
-
-    try:
-        return connect()
-    except SandboxError as exc:
-        pytest.skip(f"no Docker daemon answers: {exc}")
 
 
 def _config(tmp: Path, namespace: str, **extra: object) -> EnvironmentConfig:
